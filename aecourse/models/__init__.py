@@ -1,0 +1,6 @@
+"""Models: one short module per family; each is a small diff over the one before."""
+
+from aecourse.models.base import Autoencoder, n_parameters
+from aecourse.models.mlp import MLPAutoencoder
+
+__all__ = ["Autoencoder", "n_parameters", "MLPAutoencoder"]
