@@ -4,3 +4,6 @@ from aecourse.models.base import Autoencoder, n_parameters
 from aecourse.models.mlp import MLPAutoencoder
 
 __all__ = ["Autoencoder", "n_parameters", "MLPAutoencoder"]
+from aecourse.models.vae import VAE  # noqa: E402
+
+__all__ += ["VAE"]
