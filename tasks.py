@@ -83,7 +83,9 @@ def course_env(quick: bool) -> dict:
 
 
 def build_book(py: Path, out: Path | None = None, quick: bool = False, strict: bool = False) -> Path:
-    cmd = [py, "-m", "jupyter_book", "build", ".", "--builder", "html"]
+    scripts = py.parent
+    jb = scripts / ("jupyter-book.exe" if os.name == "nt" else "jupyter-book")
+    cmd = [jb, "build", ".", "--builder", "html"]
     if out is not None:
         cmd += ["--path-output", out]
     if strict:

@@ -67,6 +67,41 @@ def strip_markdown(source: str, where: str = "cell") -> str:
     return pattern.sub("YOUR ANSWER HERE", source)
 
 
+def _directive_span(source: str, match: re.Match) -> tuple[int, int]:
+    """Start and end offsets of the fenced directive whose opening line ``match`` found."""
+    fence = match.group(1)
+    line_end = source.find("\n", match.end())
+    if line_end == -1:
+        return match.start(), len(source)
+    closing = re.compile(r"^\s*" + re.escape(fence) + r"\s*$", re.M)
+    close = closing.search(source, line_end + 1)
+    end = len(source) if close is None else close.end()
+    return match.start(), end
+
+
+def _split_gates(source: str, gated: bool, where: str) -> tuple[str, bool]:
+    """Remove solution-start/-end directives and the text they gate from a markdown cell."""
+    kept: list[str] = []
+    pos = 0
+    while True:
+        pattern = _END if gated else _START
+        m = pattern.search(source, pos)
+        other = (_START if gated else _END).search(source, pos)
+        if other is not None and (m is None or other.start() < m.start()):
+            kind = "solution-start inside another solution" if gated else "solution-end without solution-start"
+            raise SolutionMarkerError(f"{where}: {kind}")
+        if m is None:
+            if not gated:
+                kept.append(source[pos:])
+            break
+        start, end = _directive_span(source, m)
+        if not gated:
+            kept.append(source[pos:start])
+        gated = not gated
+        pos = end
+    return "".join(kept).strip("\n"), gated
+
+
 def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
     """A copy of ``nb`` with every solution removed (see the module docstring)."""
     new = nbformat.from_dict(nb)
@@ -76,19 +111,18 @@ def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbfor
         where = f"{name}, cell {i}"
         src = cell.source
         if cell.cell_type == "markdown":
-            if _START.search(src):
-                if gated:
-                    raise SolutionMarkerError(f"{where}: solution-start inside another solution")
-                gated = not _END.search(src)
+            src, gated_after = _split_gates(src, gated, where)
+            while True:  # plain {solution} directives
+                m = _PLAIN.search(src)
+                if m is None:
+                    break
+                start, end = _directive_span(src, m)
+                src = (src[:start] + src[end:]).strip("\n")
+            gated = gated_after
+            src = strip_markdown(src, where)
+            if not src.strip():
                 continue
-            if _END.search(src):
-                if not gated:
-                    raise SolutionMarkerError(f"{where}: solution-end without solution-start")
-                gated = False
-                continue
-            if gated or _PLAIN.search(src):
-                continue
-            cell.source = strip_markdown(src, where)
+            cell.source = src
         elif cell.cell_type == "code":
             has_markers = BEGIN in src
             if gated and not has_markers:

@@ -291,7 +291,7 @@ def fit(
                 if not torch.isfinite(loss):
                     model.load_state_dict(good_state)
                     raise TrainingDivergedError(
-                        f"the loss became {float(loss)} in epoch {epoch} (batch {b}) at lr={lr:g}. "
+                        f"the loss became {float(loss.detach())} in epoch {epoch} (batch {b}) at lr={lr:g}. "
                         f"Try a lower learning rate (e.g. lr={lr / 10:g}) or check the data for NaN/inf. "
                         f"The model was put back to its weights after epoch {epoch - 1}; "
                         "the history so far is in the exception's .history.",
