@@ -11,7 +11,7 @@ aecourse (editable) into it, then
               over every notebook, the student edition, and a ``-W`` book build
               from a clean output folder;
 * ``student`` write the student edition (solutions removed) into ``student/``;
-* ``bench``   time the budgets (install excluded) and write benchmarks/results.json.
+* ``bench``   time the budgets (install excluded); see benchmarks/run.py.
 
 Only the Python standard library is used here, so a fresh machine with
 Python >= 3.10, pip and git is enough.
@@ -65,7 +65,7 @@ def ensure_env() -> Path:
         return py
     t0 = time.perf_counter()
     print("Installing requirements.txt and aecourse (the first time takes a few minutes) ...", flush=True)
-    run([py, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", "requirements.txt", "-e", "."])
+    run([py, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", "requirements.txt"])
     STAMP.write_text(digest)
     print(f"Installed in {time.perf_counter() - t0:.0f} s.", flush=True)
     return py
@@ -111,9 +111,9 @@ def cmd_student() -> None:
     run([py, "-m", "aecourse.student", "student"])
 
 
-def cmd_bench() -> None:
+def cmd_bench(parts: list[str]) -> None:
     py = ensure_env()
-    run([py, "benchmarks/run.py"], env=course_env(quick=False))
+    run([py, "benchmarks/run.py", *parts], env=course_env(quick=False))
 
 
 def main(argv: list[str]) -> None:
@@ -123,6 +123,8 @@ def main(argv: list[str]) -> None:
         raise SystemExit(2 if argv else 0)
     if argv[0] == "test":
         cmd_test(argv[1:])
+    elif argv[0] == "bench":
+        cmd_bench(argv[1:])
     else:
         commands[argv[0]]()
 
