@@ -91,3 +91,144 @@ def linear_probe(train_features: torch.Tensor | np.ndarray, y_train, test_featur
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=C, random_state=seed))
     clf.fit(xtr, arr(y_train))
     return float(clf.score(xte, arr(y_test)))
+
+
+# --------------------------------------------------------------------------- disentanglement (β-VAE chapter)
+
+
+def _as_numpy(t) -> np.ndarray:
+    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
+def discretize(z: torch.Tensor | np.ndarray, bins: int = 20) -> np.ndarray:
+    """Bin each column of ``z`` (shape ``(N, J)``) into ``bins`` equal-width bins over its range.
+
+    Returns int64 bin indices of the same shape. A constant column falls in bin 0.
+    This is the discretisation used by the histogram estimator of mutual information
+    in the disentanglement literature (20 bins, as in Locatello et al. 2019).
+    """
+    z = _as_numpy(z).astype(np.float64)
+    if z.ndim != 2:
+        raise ValueError(f"discretize needs a matrix (N, J) of codes, got shape {z.shape}")
+    if not isinstance(bins, (int, np.integer)) or bins < 2:
+        raise ValueError(f"bins must be an int >= 2, got {bins!r}")
+    if not np.isfinite(z).all():
+        raise ValueError("the codes contain NaN or infinite values")
+    lo, hi = z.min(axis=0), z.max(axis=0)
+    width = np.where(hi > lo, hi - lo, 1.0)
+    codes = np.floor((z - lo) / width * bins).astype(np.int64)
+    return np.clip(codes, 0, bins - 1)
+
+
+def _labels(a: np.ndarray) -> np.ndarray:
+    """Map any 1-D array of discrete values to 0..K-1."""
+    return np.unique(a, return_inverse=True)[1].reshape(-1)
+
+
+def entropy_discrete(a: torch.Tensor | np.ndarray) -> float:
+    """Plug-in entropy (nats) of a discrete variable from its samples ``a`` (shape ``(N,)``)."""
+    counts = np.bincount(_labels(_as_numpy(a).reshape(-1)))
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def mutual_information_discrete(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
+    """Plug-in mutual information (nats) of two discrete variables from paired samples.
+
+    ``I(a; b) = sum_{i,j} p(i, j) log(p(i, j) / (p(i) p(j)))`` with the probabilities
+    replaced by frequencies in the contingency table. It is biased upwards, by about
+    ``(I - 1)(J - 1) / (2N)`` nats for independent variables with ``I`` and ``J`` values.
+    """
+    a, b = _labels(_as_numpy(a).reshape(-1)), _labels(_as_numpy(b).reshape(-1))
+    if len(a) != len(b):
+        raise ValueError(f"a and b must be paired samples of equal length, got {len(a)} and {len(b)}")
+    joint = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(joint, (a, b), 1.0)
+    joint /= len(a)
+    pa, pb = joint.sum(axis=1, keepdims=True), joint.sum(axis=0, keepdims=True)
+    nz = joint > 0
+    return float((joint[nz] * np.log(joint[nz] / (pa @ pb)[nz])).sum())
+
+
+def mutual_information_matrix(z: torch.Tensor | np.ndarray, factors: torch.Tensor | np.ndarray,
+                              bins: int = 20) -> np.ndarray:
+    """``I(z_j; v_k)`` in nats for every latent ``j`` (rows) and factor ``k`` (columns).
+
+    ``z``: continuous codes ``(N, J)``, discretised with :func:`discretize`;
+    ``factors``: discrete factor values or indices ``(N, K)``.
+    """
+    codes = discretize(z, bins)
+    v = _as_numpy(factors)
+    if v.ndim != 2 or len(v) != len(codes):
+        raise ValueError(f"factors must have shape (N, K) with N = {len(codes)} (one row per code), "
+                         f"got {v.shape}")
+    return np.array([[mutual_information_discrete(codes[:, j], v[:, k]) for k in range(v.shape[1])]
+                     for j in range(codes.shape[1])])
+
+
+@dataclass(frozen=True)
+class MIGResult:
+    """The mutual information gap and what it is made of.
+
+    Attributes:
+        score: MIG, the mean over factors of ``gaps``; between 0 and 1.
+        gaps: per factor, ``(I(z_a; v_k) - I(z_b; v_k)) / H(v_k)`` for the latents
+            ``a`` and ``b`` with the largest and second-largest information about ``v_k``.
+        mi: the matrix ``I(z_j; v_k)`` (nats), latents by factors.
+        entropies: ``H(v_k)`` (nats) per factor.
+        top: per factor, the latent ``a`` that carries most information about it.
+    """
+
+    score: float
+    gaps: np.ndarray
+    mi: np.ndarray
+    entropies: np.ndarray
+    top: np.ndarray
+
+
+def mig(z: torch.Tensor | np.ndarray, factors: torch.Tensor | np.ndarray, bins: int = 20) -> MIGResult:
+    """Mutual information gap (Chen et al. 2018) of codes ``z`` ``(N, J)`` for factors ``(N, K)``.
+
+    For each factor ``v_k``: sort the latents by ``I(z_j; v_k)``, take the gap between the
+    first and the second, and divide by ``H(v_k)``; MIG is the mean over factors. It is
+    near 1 when each factor is captured by one latent alone, and near 0 when no latent
+    tells about a factor more than another one does.
+
+    The estimator is the discretised (histogram) one common in the literature: each
+    latent (use the posterior means) is binned into ``bins`` equal-width bins and the
+    mutual information of the two discrete variables is computed by
+    :func:`mutual_information_discrete`. (Chen et al. instead estimate ``I`` from the
+    encoder's distribution ``q(z_j|x)``; the two agree only roughly.)
+    """
+    v = _as_numpy(factors)
+    zz = _as_numpy(z)
+    if zz.ndim != 2 or zz.shape[1] < 2:
+        raise ValueError(f"MIG needs codes (N, J) with at least two latents, got shape {zz.shape}")
+    mi = mutual_information_matrix(zz, v, bins)
+    entropies = np.array([entropy_discrete(v[:, k]) for k in range(v.shape[1])])
+    if (entropies <= 0).any():
+        k = int(np.argmin(entropies))
+        raise ValueError(f"factor {k} takes a single value in these data, so its entropy is 0 and MIG "
+                         "is undefined; drop that column")
+    ordered = np.sort(mi, axis=0)[::-1]
+    gaps = (ordered[0] - ordered[1]) / entropies
+    return MIGResult(float(gaps.mean()), gaps, mi, entropies, mi.argmax(axis=0))
+
+
+def active_latents(mu: torch.Tensor | np.ndarray, threshold: float = 0.01) -> tuple[int, np.ndarray]:
+    """Number of active units of a VAE's code, and the activity of each (Burda et al. 2016).
+
+    (Not to be confused with :func:`active_units`, the L0 of a sparse code.)
+
+    The activity of latent ``j`` is ``Var_x( E_q[z_j | x] )``, the variance over the data
+    of its posterior mean; ``mu`` holds those means, shape ``(N, J)``. A latent whose
+    activity is below ``threshold`` ignores its input: its posterior is (nearly) the same
+    for every ``x``, typically the prior, so it carries no information.
+    """
+    m = _as_numpy(mu).astype(np.float64)
+    if m.ndim != 2 or len(m) < 2:
+        raise ValueError(f"active_latents needs posterior means of shape (N, J) with N >= 2, got {m.shape}")
+    if not threshold > 0:
+        raise ValueError(f"threshold must be positive, got {threshold}")
+    activity = m.var(axis=0)
+    return int((activity > threshold).sum()), activity
