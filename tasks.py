@@ -103,7 +103,11 @@ def cmd_book() -> None:
 
 def cmd_test(extra: list[str]) -> None:
     py = ensure_env()
-    run([py, "-m", "pytest", *extra], env=course_env(quick=True))
+    env = course_env(quick=True)
+    # One process per core (pytest-xdist), each notebook's cells kept on one worker
+    # (--dist loadfile), one thread per process so the workers do not fight.
+    env.setdefault("OMP_NUM_THREADS", "1")
+    run([py, "-m", "pytest", "-n", "auto", "--dist", "loadfile", *extra], env=env)
 
 
 def cmd_student() -> None:
