@@ -14,11 +14,12 @@ from aecourse import config
 REPO_URL = "https://github.com/aecourse/autoencoders-course"
 
 #: The first code cell of every chapter, verbatim (a test checks every notebook).
-SETUP_CELL = f'''# Set-up, the same in every chapter. On Colab this first installs the course package.
+SETUP_CELL = f'''# Set-up, the same in every chapter (on Colab it first installs the package).
 import sys, subprocess
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "aecourse @ git+{REPO_URL}"], check=True)
+    url = "git+{REPO_URL}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", url],
+                   check=True)
 
 import aecourse
 data = aecourse.setup()'''
@@ -52,19 +53,19 @@ def _version() -> str:
     return __version__
 
 
-def glue(name: str, value: Any, display: bool = False) -> Any:
+def glue(name: str, value: Any, display: bool = False) -> None:
     """Glue ``value`` under ``name`` for the prose (myst-nb); a no-op where myst-nb is absent.
 
-    In the text, ``{glue:text}`name:.2f``` shows it formatted. Returns ``value``.
+    In the text, ``{glue:text}`name:.2f``` shows it formatted. Returns nothing, so a
+    glue call at the end of a cell displays nothing.
     """
     try:
         from myst_nb import glue as _glue
     except ImportError:  # e.g. on Colab: the prose is static there anyway
-        return value
+        return
     if isinstance(value, torch.Tensor):
         value = value.item()
     _glue(name, value, display=display)
-    return value
 
 
 def in_colab() -> bool:

@@ -68,4 +68,4 @@ def test_index_code_check():
 
 
 def test_not_yet_renders_without_a_traceback():
-    assert NotYet("x differs")._render_traceback_() == ["\u274c Not yet: x differs"]
+    assert NotYet("x differs")._render_traceback_() == ["Not yet: x differs"]

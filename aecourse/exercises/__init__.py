@@ -17,11 +17,11 @@ class NotYet(AssertionError):
     """The answer to an exercise is not right yet; the message says what differs."""
 
     def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a traceback
-        return [f"\u274c Not yet: {self}"]
+        return [f"Not yet: {self}"]
 
 
 def passed(message: str) -> None:
-    print(f"\u2705 Correct: {message}")
+    print(f"Correct: {message}")
 
 
 def call_student(fn: Callable[..., Any], *args: Any, what: str = "your function") -> Any:
