@@ -107,6 +107,7 @@ def cmd_test(extra: list[str]) -> None:
     # One process per core (pytest-xdist), each notebook's cells kept on one worker
     # (--dist loadfile), one thread per process so the workers do not fight.
     env.setdefault("OMP_NUM_THREADS", "1")
+    env["AECOURSE_CHECKPOINTS"] = "0"  # every test trains: no cached weights hide a change
     run([py, "-m", "pytest", "-n", "auto", "--dist", "loadfile", *extra], env=env)
 
 

@@ -14,6 +14,8 @@ a test and the book build all see the same switches:
     or ``~/.cache/aecourse`` -- outside the repository, so a clone stays clean.
 ``AECOURSE_PROGRESS=0``
     No progress bars (the book build sets it so bars do not litter the site).
+``AECOURSE_CHECKPOINTS=0``
+    Never reuse cached training runs (the test command sets it, so every test trains).
 """
 
 from __future__ import annotations
@@ -76,6 +78,11 @@ def epochs_for(steps: int, n_train: int, batch_size: int, *, min_epochs: int = 1
 def progress_enabled() -> bool:
     """Whether :func:`aecourse.fit` shows a progress bar (``AECOURSE_PROGRESS``)."""
     return _flag("AECOURSE_PROGRESS", default=True)
+
+
+def checkpoint_cache_enabled() -> bool:
+    """Whether ``fit(..., cache=...)`` may reuse trained weights (``AECOURSE_CHECKPOINTS``, on)."""
+    return _flag("AECOURSE_CHECKPOINTS", default=True)
 
 
 def device(prefer: str | torch.device | None = None) -> torch.device:

@@ -92,12 +92,29 @@ def _tensor_digest(h: "hashlib._Hash", t: torch.Tensor) -> None:
     h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
 
 
+def _package_digest() -> str:
+    """A digest of aecourse's own source: any change to the package invalidates cached runs."""
+    global _PACKAGE_DIGEST
+    if _PACKAGE_DIGEST is None:
+        h = hashlib.blake2b(digest_size=8)
+        root = Path(__file__).resolve().parent
+        for f in sorted(root.rglob("*.py")):
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+        _PACKAGE_DIGEST = h.hexdigest()
+    return _PACKAGE_DIGEST
+
+
+_PACKAGE_DIGEST: str | None = None
+
+
 def cache_key(model: nn.Module, objective: object, tensors: list[torch.Tensor | None], settings: dict) -> str:
     """A digest of everything that determines a training run's result.
 
     It covers the model's architecture and *initial* weights (so the seed
     counts), the objective's repr (its settings), every byte of the data, and
-    the loop's settings (epochs, batch size, optimiser, learning rate, seed...).
+    the loop's settings (epochs, batch size, optimiser, learning rate, seed...),
+    and the source of the aecourse package itself.
     """
     h = hashlib.blake2b(digest_size=12)
     h.update(repr(model).encode())
@@ -111,7 +128,7 @@ def cache_key(model: nn.Module, objective: object, tensors: list[torch.Tensor | 
         if t is not None:
             _tensor_digest(h, t)
     h.update(repr(sorted(settings.items())).encode())
-    h.update(f"format={CHECKPOINT_FORMAT}".encode())
+    h.update(f"format={CHECKPOINT_FORMAT};package={_package_digest()};torch={torch.__version__}".encode())
     return h.hexdigest()
 
 
@@ -231,7 +248,8 @@ def fit(
         device: default :func:`aecourse.config.device`.
         cache: a name; if given, the trained weights and history are saved under
             ``data_dir()/checkpoints`` keyed by everything that determines them,
-            and a later identical call loads them instead of training.
+            and a later identical call loads them instead of training
+            (``AECOURSE_CHECKPOINTS=0`` turns this off; the tests do).
         progress: show a progress bar (default: ``AECOURSE_PROGRESS``, on).
         callback: called as ``callback(epoch, history)`` after every epoch.
 
@@ -248,7 +266,7 @@ def fit(
     make_opt = optimizer or torch.optim.Adam
 
     path = None
-    if cache:
+    if cache and config.checkpoint_cache_enabled():
         settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
                     "optimizer": getattr(make_opt, "__qualname__", repr(make_opt)), "seed": seed}
         key = cache_key(model, objective, [x_train, x_val], settings)

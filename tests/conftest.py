@@ -12,4 +12,5 @@ def _isolated_course_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("AECOURSE_QUICK", "1")
     monkeypatch.delenv("AECOURSE_DATASET", raising=False)
     monkeypatch.delenv("AECOURSE_DEVICE", raising=False)
+    monkeypatch.delenv("AECOURSE_CHECKPOINTS", raising=False)
     yield

@@ -138,3 +138,12 @@ def test_a_malicious_pickle_is_refused(tmp_path):
     path2.write_bytes(pickle.dumps(_Evil()))
     with pytest.raises(CheckpointError, match="refused"):
         load_checkpoint(path2, nn.Linear(1, 1))
+
+
+def test_cache_can_be_switched_off(monkeypatch):
+    x = tiny_data(64)
+    monkeypatch.setenv("AECOURSE_CHECKPOINTS", "0")
+    for _ in range(2):
+        torch.manual_seed(0)
+        m = MLPAutoencoder((1, 8, 8), code_dim=2, hidden=(8,))
+        assert not fit(m, Reconstruction(), x, epochs=1, batch_size=16, cache="off").from_cache
