@@ -232,3 +232,123 @@ def active_latents(mu: torch.Tensor | np.ndarray, threshold: float = 0.01) -> tu
         raise ValueError(f"threshold must be positive, got {threshold}")
     activity = m.var(axis=0)
     return int((activity > threshold).sum()), activity
+
+
+# --------------------------------------------------------------------------- log-likelihood (VAE chapter)
+
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+def log_importance_weights(model: torch.nn.Module, x: torch.Tensor, k: int, *, proposal: str = "encoder",
+                           sigma: float = 1.0, generator: torch.Generator | None = None,
+                           q: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """``log w_k = log p(x, z_k) - log r(z_k)`` for ``k`` draws ``z_k ~ r``, shape ``(N, k)``.
+
+    ``r`` is the encoder's ``q(z|x)`` (``proposal="encoder"``) or the prior ``N(0, I)``
+    (``proposal="prior"``, then ``log w = log p(x|z)``). ``model`` is a VAE
+    (``encode -> (mu, logvar)``, ``decode``, ``likelihood``); a Gaussian decoder uses the model's
+    ``log_sigma`` if it has one, else ``sigma``. Each ``w_k`` is an unbiased estimate of ``p(x)``.
+    ``q = (mu, logvar)`` replaces the encoder's output by given Gaussian parameters.
+    """
+    from aecourse.objectives import nll
+
+    if proposal not in ("encoder", "prior"):
+        raise ValueError(f"proposal must be 'encoder' or 'prior', got {proposal!r}")
+    if not (isinstance(k, int) and k >= 1):
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    dev = next(model.parameters()).device
+    x = x.to(dev)
+    n = len(x)
+    with torch.no_grad():
+        mu, logvar = model.encode(x) if q is None else (q[0].to(dev), q[1].to(dev))
+        m = mu.shape[1]
+        eps = torch.randn(n, k, m, generator=generator).to(dev, mu.dtype) if generator is not None \
+            else torch.randn(n, k, m, device=dev, dtype=mu.dtype)
+        log_normal_eps = -0.5 * (eps**2 + _LOG_2PI).sum(-1)
+        if proposal == "encoder":
+            std = (0.5 * logvar).exp().unsqueeze(1)
+            z = mu.unsqueeze(1) + std * eps
+            log_r = log_normal_eps - 0.5 * logvar.sum(-1, keepdim=True)
+            log_prior = -0.5 * (z**2 + _LOG_2PI).sum(-1)
+        else:
+            z = eps
+            log_r = log_prior = log_normal_eps
+        out = model.decode(z.reshape(n * k, m))
+        xk = x.unsqueeze(1).expand(n, k, *x.shape[1:]).reshape(n * k, *x.shape[1:])
+        s = model.log_sigma.exp() if hasattr(model, "log_sigma") else sigma
+        log_lik = -nll(model.likelihood, out.reshape(xk.shape), xk, s).reshape(n, k)
+    return log_lik + log_prior - log_r
+
+
+def importance_weighted_bound(model: torch.nn.Module, x: torch.Tensor, k: int, *, proposal: str = "encoder",
+                              sigma: float = 1.0, batch_rows: int = 20_000,
+                              generator: torch.Generator | None = None) -> torch.Tensor:
+    """The importance-weighted bound ``L_k = E log (1/k sum_j w_j) <= log p(x)`` (Burda et al. 2016), per example.
+
+    One estimate per example of shape ``(N,)``, in nats. ``L_1`` is the ELBO; ``L_k`` never
+    decreases with ``k`` and tends to ``log p(x)`` as ``k`` grows. Examples are processed in
+    chunks of about ``batch_rows`` decoder evaluations to bound memory.
+    """
+    per_chunk = max(1, batch_rows // k)
+    out = []
+    for start in range(0, len(x), per_chunk):
+        lw = log_importance_weights(model, x[start:start + per_chunk], k, proposal=proposal, sigma=sigma,
+                                    generator=generator)
+        out.append((torch.logsumexp(lw, dim=1) - float(np.log(k))).cpu())
+    return torch.cat(out)
+
+
+def elbo_estimate(model: torch.nn.Module, x: torch.Tensor, k: int = 100, *, sigma: float = 1.0,
+                  q: tuple[torch.Tensor, torch.Tensor] | None = None, batch_rows: int = 20_000,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """The ELBO ``E_q log (p(x, z) / q(z|x))`` per example, averaged over ``k`` samples (nats, shape ``(N,)``).
+
+    ``q`` defaults to the encoder's; pass ``(mu, logvar)`` to evaluate other Gaussian posteriors.
+    """
+    per_chunk = max(1, batch_rows // k)
+    out = []
+    for start in range(0, len(x), per_chunk):
+        qq = None if q is None else (q[0][start:start + per_chunk], q[1][start:start + per_chunk])
+        lw = log_importance_weights(model, x[start:start + per_chunk], k, sigma=sigma, generator=generator, q=qq)
+        out.append(lw.mean(dim=1).cpu())
+    return torch.cat(out)
+
+
+def optimise_local_posteriors(model: torch.nn.Module, x: torch.Tensor, *, steps: int = 200, samples: int = 8,
+                              lr: float = 0.05, sigma: float = 1.0,
+                              seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example Gaussian posteriors ``q_n = N(mu_n, diag(exp(logvar_n)))`` fitted by maximising each ELBO.
+
+    This is classical (non-amortised) variational inference with the decoder held fixed:
+    each example gets its own ``2 M`` parameters, started at the encoder's output and improved
+    by Adam on a ``samples``-sample reparameterised ELBO. The ELBO they reach, minus the
+    encoder's, is the *amortisation gap* (Cremer et al. 2018). Returns ``(mu, logvar)``.
+    """
+    from aecourse.objectives import kl_standard_normal, nll
+
+    dev = next(model.parameters()).device
+    x = x.to(dev)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        mu0, lv0 = model.encode(x)
+    mu, lv = mu0.detach().clone().requires_grad_(True), lv0.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([mu, lv], lr=lr)
+    n, m = mu.shape
+    s = model.log_sigma.exp().detach() if hasattr(model, "log_sigma") else sigma
+    xk = x.unsqueeze(1).expand(n, samples, *x.shape[1:]).reshape(n * samples, *x.shape[1:])
+    flags = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        for _ in range(steps):
+            eps = torch.randn(n, samples, m, generator=gen).to(dev)
+            z = mu.unsqueeze(1) + (0.5 * lv).exp().unsqueeze(1) * eps
+            rec = nll(model.likelihood, model.decode(z.reshape(n * samples, m)).reshape(xk.shape), xk, s)
+            loss = rec.reshape(n, samples).mean(1).sum() + kl_standard_normal(mu, lv).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+    return mu.detach(), lv.detach()

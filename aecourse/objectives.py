@@ -152,6 +152,26 @@ class ELBO:
 
 
 @dataclass(frozen=True)
+class AnalyticELBO:
+    """The negative ELBO computed exactly, for models with ``elbo_terms(x)`` in closed form
+    (the linear VAE of :mod:`aecourse.models.ppca`): no sampling, so no gradient noise.
+
+    Returns the same terms as :class:`ELBO` with ``beta = 1``.
+    """
+
+    def __call__(self, model: nn.Module, x: torch.Tensor) -> Terms:
+        if not hasattr(model, "elbo_terms"):
+            raise AttributeError(f"AnalyticELBO needs a model with an exact elbo_terms(x) method; "
+                                 f"{type(model).__name__} has none. Use ELBO() instead.")
+        t = model.elbo_terms(x)
+        rec, kl = t["reconstruction"].mean(), t["kl"].mean()
+        return {"loss": rec + kl, "reconstruction": rec, "kl": kl}
+
+
+# --------------------------------------------------------------------------- denoising
+
+
+@dataclass(frozen=True)
 class Denoising:
     """The denoising autoencoder objective: mean over the batch of ``||r(c(x)) - x||^2``.
 

@@ -159,3 +159,62 @@ def latent_scatter(z: torch.Tensor | np.ndarray, labels=None, *, ax=None, classe
     if title:
         ax.set_title(title)
     return ax
+
+
+# --------------------------------------------------------------------------- VAE chapter
+
+
+def gaussian_ellipse(ax, mean, cov, *, n_std: float = 2.0, label: str | None = None, **kwargs):
+    """Draw the ``n_std``-standard-deviation contour of a 2-D Gaussian ``N(mean, cov)`` on ``ax``."""
+    from matplotlib.patches import Ellipse
+
+    mean = np.asarray(torch.as_tensor(mean).detach().cpu(), dtype=float).reshape(2)
+    cov = np.asarray(torch.as_tensor(cov).detach().cpu(), dtype=float).reshape(2, 2)
+    evals, evecs = np.linalg.eigh(cov)
+    if evals.min() <= 0:
+        raise ValueError(f"the covariance must be positive definite, got eigenvalues {evals}")
+    angle = np.degrees(np.arctan2(evecs[1, 1], evecs[0, 1]))
+    width, height = 2 * n_std * np.sqrt(evals[::-1])
+    kwargs.setdefault("fill", False)
+    kwargs.setdefault("lw", 1.8)
+    ax.add_patch(Ellipse(mean, width, height, angle=angle, label=label, **kwargs))
+    return ax
+
+
+def decoded_grid(decode, *, n: int = 15, lim: float = 2.5, title: str | None = None, scale: float = 0.45):
+    """Decode an ``n x n`` grid of 2-D codes over ``[-lim, lim]^2`` and show the images as one mosaic.
+
+    ``decode(z)`` maps codes ``(n*n, 2)`` to images ``(n*n, 1, H, W)`` (or ``(n*n, H*W)`` square).
+    The vertical axis shows ``z_2`` increasing upwards, as in a scatter plot of the codes.
+    """
+    ticks = torch.linspace(-lim, lim, n)
+    z1, z2 = torch.meshgrid(ticks, ticks.flip(0), indexing="xy")
+    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)
+    with torch.no_grad():
+        imgs = _as_images(decode(z))
+    h, w = imgs.shape[1:]
+    mosaic = imgs.reshape(n, n, h, w).transpose(0, 2, 1, 3).reshape(n * h, n * w)
+    fig, ax = plt.subplots(figsize=(scale * n, scale * n))
+    half = lim / (n - 1) if n > 1 else 0.5  # each image is centred on its code
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, extent=(-lim - half, lim + half, -lim - half, lim + half),
+              interpolation="nearest")
+    ax.grid(False)
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence], floatfmt: str = ".3f"):
+    """A table of computed values for a notebook output (Markdown; numbers formatted with ``floatfmt``)."""
+    from IPython.display import Markdown
+
+    def fmt(v):
+        if isinstance(v, torch.Tensor):
+            v = v.item()
+        return format(v, floatfmt) if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return Markdown("\n".join(lines))

@@ -7,3 +7,6 @@ __all__ = ["Autoencoder", "n_parameters", "MLPAutoencoder"]
 from aecourse.models.vae import VAE  # noqa: E402
 
 __all__ += ["VAE"]
+from aecourse.models.ppca import PPCA, LinearVAE, fit_ppca  # noqa: E402
+
+__all__ += ["PPCA", "LinearVAE", "fit_ppca"]
