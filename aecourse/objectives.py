@@ -341,3 +341,39 @@ class WeightDecay:
             raise ValueError(f"{type(model).__name__} has no weight matrices to penalise")
         penalty = sum(w.pow(2).sum() for w in weights)
         return {"loss": rec + self.lam * penalty, "reconstruction": rec, "weight_penalty": penalty}
+
+
+# --------------------------------------------------------------------------- controlled capacity (β-VAE chapter)
+
+
+@dataclass(frozen=True)
+class CapacityELBO:
+    """The controlled-capacity objective of Burgess et al. (2018).
+
+    ``loss = reconstruction + gamma * |kl - capacity|``, per example averaged over the batch,
+    with ``reconstruction`` and ``kl`` exactly as in :class:`ELBO`.
+
+    Instead of pushing the rate (the KL) down with weight ``beta``, it holds the rate near a
+    target ``capacity`` (in nats) with a large weight ``gamma``: below the target the KL is
+    pushed *up*, above it down. Training with a target that grows from 0, stage by stage,
+    lets the code take up information gradually while keeping the reconstructions of a
+    model with that much rate. ``capacity=0`` gives the β-VAE objective with ``beta = gamma``
+    (the KL is never negative).
+    """
+
+    gamma: float = 100.0
+    capacity: float = 0.0
+    likelihood: str = "bernoulli"
+
+    def __post_init__(self):
+        if not self.gamma >= 0:
+            raise ValueError(f"gamma must be non-negative, got {self.gamma}")
+        if not self.capacity >= 0:
+            raise ValueError(f"the capacity is a target KL in nats and must be non-negative, got {self.capacity}")
+        if self.likelihood not in ("bernoulli", "gaussian"):
+            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
+
+    def __call__(self, model: nn.Module, x: torch.Tensor) -> Terms:
+        terms = ELBO(beta=1.0, likelihood=self.likelihood)(model, x)
+        rec, kl = terms["reconstruction"], terms["kl"]
+        return {"loss": rec + self.gamma * (kl - self.capacity).abs(), "reconstruction": rec, "kl": kl}

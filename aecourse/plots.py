@@ -218,3 +218,152 @@ def table(headers: Sequence[str], rows: Sequence[Sequence], floatfmt: str = ".3f
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return Markdown("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- β-VAE chapter: traversals, rate and distortion
+
+
+@torch.no_grad()
+def traverse(model, x: torch.Tensor, latent: int, values) -> torch.Tensor:
+    """Decode the code of one image ``x`` with latent ``latent`` replaced by each of ``values``.
+
+    The code is the posterior mean ``mu(x)`` of a VAE (``model.encode(x) -> (mu, logvar)``);
+    every other latent keeps its value. Returns the decoded means, shape ``(len(values), *x.shape[1:])``.
+    """
+    shape = tuple(getattr(model, "input_shape", x.shape[1:]))
+    if tuple(x.shape) == shape:
+        x = x.unsqueeze(0)
+    if len(x) != 1:
+        raise ValueError(f"traverse takes one image, of shape {shape} or (1, *{shape}); got {tuple(x.shape)}")
+    x = x.to(next(model.parameters()).device)
+    mu, _ = model.encode(x)
+    if not 0 <= latent < mu.shape[1]:
+        raise ValueError(f"latent must be between 0 and {mu.shape[1] - 1}, got {latent}")
+    z = mu.repeat(len(values), 1)
+    z[:, latent] = torch.as_tensor(values, dtype=z.dtype, device=z.device)
+    out = model.decode(z)
+    out = model.mean(out) if hasattr(model, "mean") else out
+    return out.reshape(len(values), *x.shape[1:]).cpu()
+
+
+def traversal_grid(model, x: torch.Tensor, latents=None, values=None, *, kl=None, axes=None,
+                   title: str | None = None, scale: float = 0.62):
+    """Latent traversals: one row per latent, one column per value of that latent.
+
+    Args:
+        model: a VAE; ``x``: one image.
+        latents: which latents to show, in order (default: all).
+        values: the values each latent takes (default: 7 values from -2.5 to 2.5).
+        kl: optional per-latent average KL (nats) to label each row with.
+        axes: optional array of axes (rows x columns) to draw into.
+    """
+    values = np.linspace(-2.5, 2.5, 7) if values is None else np.asarray(values, dtype=float)
+    latents = list(range(model.code_dim)) if latents is None else list(latents)
+    if not latents:
+        raise ValueError("no latents to traverse")
+    if axes is None:
+        fig, axes = plt.subplots(len(latents), len(values),
+                                 figsize=(scale * len(values) + 1.0, scale * len(latents) + (0.5 if title else 0.1)),
+                                 squeeze=False)
+    else:
+        fig = axes[0, 0].figure
+    for r, j in enumerate(latents):
+        imgs = _as_images(traverse(model, x, j, values))
+        for c in range(len(values)):
+            ax = axes[r, c]
+            ax.imshow(imgs[c], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if r == len(latents) - 1:
+                ax.set_xlabel(f"{values[c]:+.1f}", fontsize=7)
+        label = f"$z_{{{j}}}$" + (f"\n{float(kl[j]):.1f} nats" if kl is not None else "")
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def rate_distortion(rates, distortions, labels=None, *, ax=None, seeds_rates=None, seeds_distortions=None,
+                    extra: dict | None = None, elbo_lines: bool = True, title: str | None = None):
+    """The rate-distortion plane: rate (KL, nats) across, distortion (reconstruction NLL, nats) up.
+
+    ``rates[i], distortions[i]`` is the mean of the runs at setting ``labels[i]`` (joined by a
+    line); ``seeds_rates``/``seeds_distortions`` (settings x seeds) add every run as a faint dot;
+    ``extra`` maps a label to ``(rate, distortion)`` for single points drawn as stars. Dotted
+    diagonals are lines of equal ``D + R`` (the negative ELBO).
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.4, 3.9))
+    r, d = np.asarray(rates, dtype=float), np.asarray(distortions, dtype=float)
+    if r.shape != d.shape:
+        raise ValueError(f"rates and distortions must have the same shape, got {r.shape} and {d.shape}")
+    if seeds_rates is not None:
+        ax.scatter(np.ravel(seeds_rates), np.ravel(seeds_distortions), s=10, color=PALETTE[0], alpha=0.35,
+                   lw=0, label="single runs")
+    ax.plot(r, d, "o-", color=PALETTE[0], label="β-VAE (mean over seeds)")
+    if labels is not None:
+        for ri, di, lab in zip(r, d, labels):
+            ax.annotate(str(lab), (ri, di), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    for i, (lab, (er, ed)) in enumerate((extra or {}).items()):
+        ax.plot([er], [ed], "*", ms=12, color=PALETTE[(i + 3) % len(PALETTE)], label=lab)
+    if elbo_lines:
+        points = list((extra or {}).values())
+        lo = min([float(np.min(r + d))] + [er + ed for er, ed in points])
+        xmax = max([float(np.max(r))] + [er for er, _ in points]) * 1.08
+        ymin, ymax = ax.get_ylim()
+        for level in lo + np.arange(0, 4) * (ymax - ymin) / 3:
+            ax.plot([0, xmax], [level, level - xmax], ls=":", color="gray", lw=0.8)
+        ax.plot([], [], ls=":", color="gray", lw=0.8, label="equal $D + R$ (−ELBO)")
+        ax.set_ylim(ymin, ymax)
+        ax.set_xlim(0, xmax)
+    ax.set_xlabel("rate $R$ = KL to the prior (nats)")
+    ax.set_ylabel("distortion $D$ (nats)")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def against_beta(betas, values, *, ax=None, label: str | None = None, ylabel: str = "", color=None,
+                 title: str | None = None, logx: bool = True):
+    """A quantity measured for several seeds at each β: mean (line), range over seeds (band), runs (dots).
+
+    ``values`` has shape ``(len(betas), n_seeds)``.
+    """
+    v = np.asarray(values, dtype=float)
+    b = np.asarray(betas, dtype=float)
+    if v.ndim != 2 or v.shape[0] != len(b):
+        raise ValueError(f"values must have shape (len(betas), n_seeds) = ({len(b)}, n), got {v.shape}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.6, 3.4))
+    color = color or PALETTE[0]
+    ax.fill_between(b, v.min(axis=1), v.max(axis=1), color=color, alpha=0.18, lw=0)
+    ax.plot(b, v.mean(axis=1), "o-", color=color, label=(label or "mean") + f" ({v.shape[1]} seeds; band: range)")
+    for s in range(v.shape[1]):
+        ax.scatter(b, v[:, s], s=9, color=color, alpha=0.5, lw=0)
+    if logx:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(b, [f"{x:g}" for x in b])
+        ax.minorticks_off()
+    ax.set_xlabel("β")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def mi_matrix(mi, entropies, factor_names, *, ax=None, title: str | None = None, order=None):
+    """Heat map of the normalised mutual information ``I(z_j; v_k) / H(v_k)``, latents by factors."""
+    m = np.asarray(mi, dtype=float) / np.asarray(entropies, dtype=float)[None, :]
+    rows = list(range(len(m))) if order is None else list(order)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.55 * m.shape[1] + 1.6, 0.3 * len(rows) + 1.0))
+    im = ax.imshow(m[rows], cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(m.shape[1]), factor_names, rotation=30)
+    ax.set_yticks(range(len(rows)), [f"$z_{{{j}}}$" for j in rows])
+    ax.grid(False)
+    if title:
+        ax.set_title(title)
+    return im

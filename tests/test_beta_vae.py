@@ -210,3 +210,201 @@ def test_active_latents_counts_latents_that_vary():
     assert active_latents(mu, threshold=1e-6)[0] == 5
     with pytest.raises(ValueError, match="threshold"):
         active_latents(mu, threshold=0.0)
+
+
+# --------------------------------------------------------------------------- the β-objective and controlled capacity
+
+from aecourse.models import VAE  # noqa: E402
+from aecourse.objectives import ELBO, CapacityELBO, bernoulli_nll, kl_standard_normal  # noqa: E402
+
+
+def _small_vae(seed: int = 0) -> VAE:
+    torch.manual_seed(seed)
+    return VAE((1, 28, 28), code_dim=4, hidden=(32,))
+
+
+def test_notebook_beta_objective_matches_the_package():
+    """The lines shown in the chapter are the package's ELBO with weight beta."""
+    def beta_vae_loss(model, x, beta):
+        mu, logvar = model.encode(x)
+        z = model.reparameterize(mu, logvar)
+        return bernoulli_nll(model.decode(z), x).mean() + beta * kl_standard_normal(mu, logvar).mean()
+
+    model, x = _small_vae(), torch.rand(8, 1, 28, 28)
+    for beta in (0.5, 1.0, 4.0):
+        torch.manual_seed(1)
+        mine = beta_vae_loss(model, x, beta)
+        torch.manual_seed(1)
+        assert torch.allclose(mine, ELBO(beta=beta)(model, x)["loss"])
+
+
+def test_capacity_objective_terms_and_gradient_sign():
+    model, x = _small_vae(), torch.rand(8, 1, 28, 28)
+    for capacity in (0.0, 0.5, 50.0):
+        torch.manual_seed(2)
+        t = CapacityELBO(gamma=10.0, capacity=capacity)(model, x)
+        torch.manual_seed(2)
+        e = ELBO(beta=1.0)(model, x)
+        assert torch.allclose(t["reconstruction"], e["reconstruction"]) and torch.allclose(t["kl"], e["kl"])
+        assert torch.allclose(t["loss"], t["reconstruction"] + 10.0 * (t["kl"] - capacity).abs())
+    # with capacity 0 it is the β-VAE objective with β = γ (the KL is never negative)
+    torch.manual_seed(3)
+    a = CapacityELBO(gamma=4.0, capacity=0.0)(model, x)["loss"]
+    torch.manual_seed(3)
+    assert torch.allclose(a, ELBO(beta=4.0)(model, x)["loss"])
+    # below the target the KL term pulls the rate up: d loss / d KL = -gamma
+    kl = torch.tensor(1.0, requires_grad=True)
+    (3.0 * (kl - 5.0).abs()).backward()
+    assert float(kl.grad) == -3.0
+
+
+def test_capacity_objective_holds_the_rate_near_its_target():
+    """A short training run with a target rate ends near that rate; plain β ends far below it."""
+    x = make_sprites(n_scales=2, n_rotations=2, n_positions=4).images
+    rates = {}
+    for name, objective in {"capacity": CapacityELBO(gamma=20.0, capacity=3.0), "beta": ELBO(beta=20.0)}.items():
+        model = _small_vae(0)
+        from aecourse import fit
+        h = fit(model, objective, x, x, epochs=25, batch_size=32, lr=3e-3, seed=0, progress=False)
+        rates[name] = h.val["kl"][-1]
+    assert abs(rates["capacity"] - 3.0) < 0.75
+    assert rates["beta"] < 1.5
+
+
+def test_capacity_objective_bad_input():
+    with pytest.raises(ValueError, match="non-negative"):
+        CapacityELBO(capacity=-1.0)
+    with pytest.raises(ValueError, match="gamma"):
+        CapacityELBO(gamma=-1.0)
+    with pytest.raises(ValueError, match="likelihood"):
+        CapacityELBO(likelihood="poisson")
+    assert "capacity=2.5" in repr(CapacityELBO(capacity=2.5))  # the settings key the checkpoint cache
+
+
+# --------------------------------------------------------------------------- traversals, plots, widget
+
+
+def test_traverse_sets_one_latent_and_keeps_the_others():
+    from aecourse.plots import traverse
+
+    model, x = _small_vae(), torch.rand(1, 28, 28)
+    values = torch.linspace(-2, 2, 5)
+    out = traverse(model, x, 2, values)
+    assert out.shape == (5, 1, 28, 28) and 0 <= float(out.min()) and float(out.max()) <= 1
+    with torch.no_grad():
+        mu, _ = model.encode(x.unsqueeze(0))
+        z = mu.repeat(5, 1)
+        z[:, 2] = values
+        assert torch.allclose(out, torch.sigmoid(model.decode(z)))
+        # setting the latent to its own posterior mean gives the reconstruction
+        assert torch.allclose(traverse(model, x, 2, [float(mu[0, 2])])[0], model(x.unsqueeze(0))[0], atol=1e-6)
+    assert torch.equal(traverse(model, x.unsqueeze(0), 2, values), out)
+    with pytest.raises(ValueError, match="latent must be"):
+        traverse(model, x, 4, values)
+    with pytest.raises(ValueError, match="one image"):
+        traverse(model, torch.rand(2, 1, 28, 28), 0, values)
+
+
+def test_beta_vae_plots_draw():
+    import matplotlib.pyplot as plt
+
+    from aecourse import plots
+
+    model = _small_vae()
+    fig = plots.traversal_grid(model, torch.rand(1, 28, 28), [0, 3], [-1, 0, 1], kl=torch.ones(4), title="t")
+    assert len(fig.axes) == 6
+    ax = plots.rate_distortion([3.0, 1.0], [50.0, 60.0], ["β=1", "β=4"], seeds_rates=[[3.1, 2.9], [1.0, 1.1]],
+                               seeds_distortions=[[49, 51], [60, 61]], extra={"capacity": (2.0, 52.0)})
+    assert ax.get_xlabel().startswith("rate")
+    ax = plots.against_beta([1, 2, 4], np.ones((3, 3)), ylabel="MIG")
+    assert ax.get_xlabel() == "β"
+    with pytest.raises(ValueError, match="n_seeds"):
+        plots.against_beta([1, 2], np.ones(3))
+    with pytest.raises(ValueError, match="same shape"):
+        plots.rate_distortion([1, 2], [1, 2, 3])
+    plots.mi_matrix(np.ones((4, 5)), np.ones(5), FACTOR_NAMES)
+    plt.close("all")
+
+
+def test_traversal_explorer_decodes_the_sliders():
+    from aecourse.widgets import traversal_explorer
+
+    models = {"a": _small_vae(0), "b": _small_vae(1)}
+    images = torch.rand(5, 1, 28, 28)
+    w = traversal_explorer(models, images, kl={"a": torch.arange(4.0), "b": torch.zeros(4)})
+    state = w.state
+    with torch.no_grad():
+        mu, _ = models["a"].encode(images[:1])
+    assert torch.allclose(state["z"], mu[0].clamp(-3, 3), atol=1e-6)
+    sliders = w.children[2].children[0].children
+    sliders[1].value = 2.0
+    with torch.no_grad():
+        expected = models["a"].mean(models["a"].decode(state["z"].unsqueeze(0)))[0]
+    assert float(state["z"][1]) == pytest.approx(2.0) and torch.allclose(state["decoded"], expected)
+    w.children[0].children[1].value = 3  # another image: the sliders jump to its code
+    with torch.no_grad():
+        mu3, _ = models["a"].encode(images[3:4])
+    assert torch.allclose(state["z"], mu3[0].clamp(-3, 3), atol=1e-6)
+    with pytest.raises(ValueError, match="at least one model"):
+        traversal_explorer({}, images)
+
+
+# --------------------------------------------------------------------------- exercise checks
+
+
+from aecourse.exercises import NotYet  # noqa: E402
+from aecourse.exercises import beta_vae as ex  # noqa: E402
+
+
+def test_check_kl_per_latent_accepts_answers_and_explains_mistakes(capsys):
+    ex.check_kl_per_latent(lambda mu, lv: (0.5 * (mu**2 + lv.exp() - lv - 1)).mean(0))
+    ex.check_kl_per_latent(lambda mu, lv: torch.stack([kl_standard_normal(mu[:, [j]], lv[:, [j]]).mean()
+                                                       for j in range(mu.shape[1])]))
+    assert "Correct" in capsys.readouterr().out
+    with pytest.raises(NotYet, match="NotImplementedError"):
+        ex.check_kl_per_latent(lambda mu, lv: (_ for _ in ()).throw(NotImplementedError()))
+    with pytest.raises(NotYet, match="summed over the batch"):
+        ex.check_kl_per_latent(lambda mu, lv: (0.5 * (mu**2 + lv.exp() - lv - 1)).sum(0))
+    with pytest.raises(NotYet, match="one number per example"):
+        ex.check_kl_per_latent(lambda mu, lv: kl_standard_normal(mu, lv))
+    with pytest.raises(NotYet, match="1/2"):
+        ex.check_kl_per_latent(lambda mu, lv: (mu**2 + lv.exp() - lv - 1).mean(0))
+
+
+def test_check_mutual_information_accepts_answers_and_explains_mistakes():
+    ex.check_mutual_information(lambda a, b: mutual_information_discrete(a.numpy(), b.numpy()))
+
+    def by_entropies(a, b):  # I(a; b) = H(a) + H(b) - H(a, b)
+        pairs = a.numpy().astype(np.int64) * 10_000 + b.numpy().astype(np.int64)
+        return entropy_discrete(a.numpy()) + entropy_discrete(b.numpy()) - entropy_discrete(pairs)
+
+    ex.check_mutual_information(by_entropies)
+    with pytest.raises(NotYet, match="bits"):
+        ex.check_mutual_information(lambda a, b: mutual_information_discrete(a.numpy(), b.numpy()) / math.log(2))
+    with pytest.raises(NotYet, match="expected"):
+        ex.check_mutual_information(lambda a, b: 0.0)
+
+
+def test_check_traverse_accepts_answers_and_explains_mistakes():
+    from aecourse.plots import traverse
+
+    model, x = _small_vae(), torch.rand(1, 28, 28)
+    ex.check_traverse(lambda m, x, j, v: traverse(m, x, j, v), model, x)
+
+    def logits(m, x, j, v):
+        mu, _ = m.encode(x.unsqueeze(0))
+        z = mu.repeat(len(v), 1)
+        z[:, j] = v
+        return m.decode(z)
+
+    with pytest.raises(NotYet, match="logits"):
+        ex.check_traverse(logits, model, x)
+
+    def sampled(m, x, j, v):
+        mu, logvar = m.encode(x.unsqueeze(0))
+        z = m.reparameterize(mu, logvar).repeat(len(v), 1)
+        z[:, j] = v
+        return torch.sigmoid(m.decode(z))
+
+    with pytest.raises(NotYet, match="posterior mean"):
+        ex.check_traverse(sampled, model, x)
