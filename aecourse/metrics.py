@@ -352,3 +352,79 @@ def optimise_local_posteriors(model: torch.nn.Module, x: torch.Tensor, *, steps:
         for p, f in zip(model.parameters(), flags):
             p.requires_grad_(f)
     return mu.detach(), lv.detach()
+
+
+# --------------------------------------------------------------------------- deep autoencoders chapter
+
+
+def reconstruction_errors(reconstruct, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Per-example squared error ``||r(x) - x||^2`` (summed over pixels) of a reconstruction function.
+
+    ``reconstruct`` is any callable from a batch to reconstructions of the same shape: a
+    model, or e.g. ``lambda x: p.reconstruct(x, k)`` for PCA. Runs without gradients, in
+    batches, on the model's device if it is a module; returns a CPU tensor of shape ``(N,)``.
+    """
+    if len(x) == 0:
+        raise ValueError("reconstruction_errors needs at least one example")
+    dev = next(reconstruct.parameters()).device if isinstance(reconstruct, torch.nn.Module) else x.device
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            xb = x[start:start + batch_size].to(dev)
+            rb = reconstruct(xb)
+            if rb.shape != xb.shape:
+                raise ValueError(f"the reconstruction has shape {tuple(rb.shape)} but the input has "
+                                 f"{tuple(xb.shape)}; reconstruct(x) must return x's shape")
+            out.append((rb - xb).pow(2).reshape(len(xb), -1).sum(dim=1).cpu())
+    return torch.cat(out)
+
+
+def nearest_neighbours(x: torch.Tensor, reference: torch.Tensor, batch_size: int = 256
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each row of ``x``, the squared Euclidean distance to the nearest row of ``reference``, and its index.
+
+    Both are flattened to rows first (images ``(N, 1, 28, 28)`` become ``(N, 784)``).
+    Computed in blocks of ``batch_size`` queries, so memory stays at
+    ``batch_size x len(reference)`` distances. Returns ``(distances, indices)``, shape ``(N,)``.
+    """
+    a = x.reshape(len(x), -1).float()
+    b = reference.reshape(len(reference), -1).float()
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"x has {a.shape[1]} values per example but reference has {b.shape[1]}")
+    if len(b) == 0:
+        raise ValueError("the reference set is empty")
+    b_sq = b.pow(2).sum(dim=1)
+    dists, idx = [], []
+    for start in range(0, len(a), batch_size):
+        q = a[start:start + batch_size]
+        # ||q - b||^2 = ||q||^2 - 2 q.b + ||b||^2, clamped at 0 against rounding
+        d = (q.pow(2).sum(dim=1, keepdim=True) - 2 * q @ b.T + b_sq).clamp_min(0)
+        best = d.min(dim=1)
+        dists.append(best.values)
+        idx.append(best.indices)
+    return torch.cat(dists), torch.cat(idx)
+
+
+def knn_accuracy(train_codes: torch.Tensor, y_train: torch.Tensor, test_codes: torch.Tensor,
+                 y_test: torch.Tensor, k: int = 5) -> float:
+    """Held-out accuracy of a ``k``-nearest-neighbour classifier in code space (majority vote).
+
+    Unlike a linear probe it rewards codes whose classes form separate clusters of any
+    shape, which is what a scatter plot of a 2-D code shows. Ties go to the smallest label.
+    """
+    if not 1 <= k <= len(train_codes):
+        raise ValueError(f"k must be between 1 and the number of training codes ({len(train_codes)}), got {k}")
+    if len(train_codes) != len(y_train) or len(test_codes) != len(y_test):
+        raise ValueError("each code needs one label: lengths of codes and labels differ")
+    a = test_codes.reshape(len(test_codes), -1).float()
+    b = train_codes.reshape(len(train_codes), -1).float()
+    y_train = torch.as_tensor(y_train).long()
+    n_classes = int(y_train.max()) + 1
+    correct = 0
+    for start in range(0, len(a), 512):
+        d = torch.cdist(a[start:start + 512], b)
+        nearest = d.topk(k, dim=1, largest=False).indices
+        votes = torch.nn.functional.one_hot(y_train[nearest], n_classes).sum(dim=1)
+        pred = votes.argmax(dim=1)
+        correct += int((pred == torch.as_tensor(y_test[start:start + 512]).long()).sum())
+    return correct / len(a)

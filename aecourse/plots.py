@@ -367,3 +367,51 @@ def mi_matrix(mi, entropies, factor_names, *, ax=None, title: str | None = None,
     if title:
         ax.set_title(title)
     return im
+
+
+# --------------------------------------------------------------------------- deep autoencoders chapter
+
+
+def code_box(z: torch.Tensor | np.ndarray, quantile: float = 0.01, margin: float = 0.1) -> tuple[float, float, float, float]:
+    """A rectangle ``(z1_min, z1_max, z2_min, z2_max)`` around 2-D codes, ignoring the outer ``quantile``
+    on each side and adding ``margin`` of the width: the part of the plane the codes occupy."""
+    a = z.detach().cpu().numpy() if isinstance(z, torch.Tensor) else np.asarray(z)
+    if a.ndim != 2 or a.shape[1] != 2:
+        raise ValueError(f"code_box needs codes of shape (N, 2), got {a.shape}")
+    lo, hi = np.quantile(a, quantile, axis=0), np.quantile(a, 1 - quantile, axis=0)
+    pad = margin * (hi - lo)
+    return float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1])
+
+
+def decoded_plane(decode, extent: tuple[float, float, float, float], *, n: int = 12, ax=None,
+                  title: str | None = None):
+    """Decode an ``n x n`` grid of 2-D codes over the rectangle ``extent`` and draw the images as one mosaic.
+
+    Unlike :func:`decoded_grid` (a square centred on 0, for a VAE's prior) the rectangle is
+    any part of the plane, e.g. :func:`code_box` of an autoencoder's codes, and the mosaic is
+    drawn on ``ax`` in code coordinates, so it can sit beside (or under) a scatter of the codes.
+    ``decode(z)`` maps codes ``(n*n, 2)`` to images ``(n*n, 1, H, W)``. Returns the axes.
+    """
+    x0, x1, y0, y1 = (float(v) for v in extent)
+    if not (x1 > x0 and y1 > y0):
+        raise ValueError(f"extent must be (z1_min, z1_max, z2_min, z2_max) with min < max, got {extent}")
+    if n < 2:
+        raise ValueError(f"n must be at least 2, got {n}")
+    u, v = torch.linspace(x0, x1, n), torch.linspace(y1, y0, n)  # rows run from the top (large z2) down
+    z1, z2 = torch.meshgrid(u, v, indexing="xy")
+    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)
+    with torch.no_grad():
+        imgs = _as_images(decode(z))
+    h, w = imgs.shape[1:]
+    mosaic = imgs.reshape(n, n, h, w).transpose(0, 2, 1, 3).reshape(n * h, n * w)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.45 * n, 0.45 * n))
+    dx, dy = (x1 - x0) / (n - 1) / 2, (y1 - y0) / (n - 1) / 2  # each image is centred on its code
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, extent=(x0 - dx, x1 + dx, y0 - dy, y1 + dy),
+              interpolation="nearest", aspect="auto")
+    ax.grid(False)
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    if title:
+        ax.set_title(title)
+    return ax

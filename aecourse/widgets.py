@@ -88,3 +88,75 @@ def traversal_explorer(models, images, *, limit: float = 3.0, kl=None):
     box.state = state
     reset()
     return box
+
+
+# --------------------------------------------------------------------------- deep autoencoders chapter: latent plane
+
+
+def latent_explorer(decode, codes, labels=None, *, extent=None, classes=None):
+    """Move a point over a 2-D code plane and see the image the decoder makes of it.
+
+    Args:
+        decode: maps codes ``(n, 2)`` to images ``(n, 1, H, W)``, e.g. ``model.decode``.
+        codes: the codes of some data, ``(N, 2)``, drawn as a scatter for orientation.
+        labels: optional class labels of those codes (colours the scatter).
+        extent: ``(z1_min, z1_max, z2_min, z2_max)`` of the sliders; default: a box around
+            the codes (:func:`aecourse.plots.code_box`) widened by half its size on each side,
+            so that you can also leave the region the data occupy.
+        classes: optional class names for the legend.
+
+    Returns the widget. ``widget.state`` holds the current code ``z`` and the decoded image
+    ``decoded`` (useful in tests and for saving a figure).
+    """
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+    import torch
+    from IPython.display import display
+
+    from aecourse.plots import code_box, latent_scatter
+
+    codes = torch.as_tensor(codes).detach().cpu().float()
+    if codes.ndim != 2 or codes.shape[1] != 2:
+        raise ValueError(f"latent_explorer needs 2-D codes of shape (N, 2), got {tuple(codes.shape)}; "
+                         "train an autoencoder with code_dim=2")
+    if extent is None:
+        x0, x1, y0, y1 = code_box(codes)
+        wx, wy = (x1 - x0) / 2, (y1 - y0) / 2
+        extent = (x0 - wx, x1 + wx, y0 - wy, y1 + wy)
+    x0, x1, y0, y1 = (float(v) for v in extent)
+    centre = codes.median(dim=0).values.tolist()
+    s1 = W.FloatSlider(min(max(centre[0], x0), x1), min=x0, max=x1, step=(x1 - x0) / 200, description="z1",
+                       continuous_update=True, readout_format=".2f")
+    s2 = W.FloatSlider(min(max(centre[1], y0), y1), min=y0, max=y1, step=(y1 - y0) / 200, description="z2",
+                       continuous_update=True, readout_format=".2f")
+    out = W.Output()
+    state: dict = {}
+
+    def draw(*_):
+        z = torch.tensor([[s1.value, s2.value]], dtype=torch.float32)
+        with torch.no_grad():
+            img = decode(z).detach().cpu().reshape(-1)
+        side = int(round(img.numel() ** 0.5))
+        img = img.reshape(side, side)
+        state.update(z=z[0], decoded=img)
+        with out:
+            out.clear_output(wait=True)
+            fig, (ax, ax_img) = plt.subplots(1, 2, figsize=(7.5, 3.4), gridspec_kw={"width_ratios": [1.5, 1]})
+            latent_scatter(codes, labels, ax=ax, classes=classes, s=4, alpha=0.5)
+            ax.plot([z[0, 0]], [z[0, 1]], marker="x", color="black", ms=12, mew=2.5)
+            ax.set_xlim(x0, x1)
+            ax.set_ylim(y0, y1)
+            ax.set_title("codes of the data; x = your point")
+            ax_img.imshow(img.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax_img.set_title(f"decoded at z = ({s1.value:.2f}, {s2.value:.2f})", fontsize=9)
+            ax_img.axis("off")
+            fig.tight_layout()
+            display(fig)
+            plt.close(fig)
+
+    s1.observe(draw, "value")
+    s2.observe(draw, "value")
+    box = W.VBox([W.HBox([s1, s2]), out])
+    box.state = state
+    draw()
+    return box

@@ -10,3 +10,6 @@ __all__ += ["VAE"]
 from aecourse.models.ppca import PPCA, LinearVAE, fit_ppca  # noqa: E402
 
 __all__ += ["PPCA", "LinearVAE", "fit_ppca"]
+from aecourse.models.conv import ConvAutoencoder  # noqa: E402
+
+__all__ += ["ConvAutoencoder"]
