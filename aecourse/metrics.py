@@ -428,3 +428,54 @@ def knn_accuracy(train_codes: torch.Tensor, y_train: torch.Tensor, test_codes: t
         pred = votes.argmax(dim=1)
         correct += int((pred == torch.as_tensor(y_test[start:start + 512]).long()).sum())
     return correct / len(a)
+
+
+# --------------------------------------------------------------------------- sparse codes
+
+
+def _code_matrix(z: torch.Tensor) -> torch.Tensor:
+    if not isinstance(z, torch.Tensor):
+        z = torch.as_tensor(np.asarray(z))
+    if z.dim() < 2 or len(z) == 0:
+        raise ValueError(f"codes must have shape (N, M) with N >= 1 examples, got {tuple(z.shape)}")
+    return z.detach().reshape(len(z), -1)
+
+
+def unit_frequencies(z: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
+    """For each unit ``j``, the fraction of examples on which it is *active*: ``z[n, j] > threshold``.
+
+    With ReLU or top-k codes, ``threshold=0`` counts exact zeros as inactive. A sigmoid
+    unit is never exactly zero, so it needs a positive threshold. Shape ``(M,)``.
+    """
+    return (_code_matrix(z) > threshold).float().mean(dim=0)
+
+
+def active_units(z: torch.Tensor, threshold: float = 0.0) -> float:
+    """The mean over examples of the number of active units (``z[n, j] > threshold``): the code's L0."""
+    return float((_code_matrix(z) > threshold).float().sum(dim=1).mean())
+
+
+def dead_units(z: torch.Tensor, threshold: float = 0.0) -> int:
+    """The number of units active on *none* of the examples in ``z``: units the model never uses."""
+    return int((unit_frequencies(z, threshold) == 0).sum())
+
+
+# --------------------------------------------------------------------------- sparse autoencoders: features
+
+
+def feature_roughness(features: torch.Tensor, shape: tuple[int, int] = (28, 28)) -> torch.Tensor:
+    """How noisy each feature image is: ``sum (neighbour differences)^2 / sum (pixels)^2``.
+
+    ``features`` has one flattened image per row, shape ``(K, H*W)``. The numerator sums
+    the squared differences between horizontally and vertically adjacent pixels. A
+    constant image scores 0; smooth strokes score little; white noise scores about 4
+    (each pixel has about two neighbour pairs, and a difference of two independent
+    pixels has twice their variance). Shape ``(K,)``.
+    """
+    f = _code_matrix(features).float()
+    h, w = shape
+    if f.shape[1] != h * w:
+        raise ValueError(f"features have {f.shape[1]} entries per row but shape {shape} needs {h * w}")
+    img = f.reshape(len(f), h, w)
+    diffs = (img[:, 1:, :] - img[:, :-1, :]).pow(2).sum(dim=(1, 2)) + (img[:, :, 1:] - img[:, :, :-1]).pow(2).sum(dim=(1, 2))
+    return diffs / img.pow(2).sum(dim=(1, 2)).clamp_min(1e-12)

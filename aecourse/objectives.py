@@ -277,7 +277,7 @@ class KLSparsity:
         if bool((z.detach() < 0).any() or (z.detach() > 1).any()):
             raise ValueError(
                 f"KLSparsity treats activations as probabilities, so they must lie in [0, 1]; this code "
-                f"ranges over [{float(z.min()):.3g}, {float(z.max()):.3g}]. Use sigmoid hidden units, "
+                f"ranges over [{float(z.detach().min()):.3g}, {float(z.detach().max()):.3g}]. Use sigmoid hidden units, "
                 "e.g. SparseAutoencoder(activation='sigmoid'), or the L1 penalty for ReLU units.")
         rec = squared_error(x_hat, x).mean()
         rho_hat = z.mean(dim=0).clamp(self.eps, 1 - self.eps)   # mean activation of each unit

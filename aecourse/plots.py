@@ -415,3 +415,38 @@ def decoded_plane(decode, extent: tuple[float, float, float, float], *, n: int =
     if title:
         ax.set_title(title)
     return ax
+
+
+# --------------------------------------------------------------------------- sparse autoencoders: dictionaries
+
+
+def feature_panels(features: Mapping[str, torch.Tensor | np.ndarray], *, ncols: int = 12, nrows: int = 2,
+                   shape: tuple[int, int] = (28, 28), title: str | None = None, scale: float = 0.72):
+    """Dictionary features as images, one labelled panel per model.
+
+    ``features`` maps a panel title to a tensor with one flattened feature per row (the
+    first ``ncols * nrows`` are shown). The colour map is diverging: red positive, blue
+    negative, white zero, each feature scaled to its own largest absolute value (a
+    feature's sign and shape matter, not its scale).
+    """
+    if not features:
+        raise ValueError("feature_panels needs at least one set of features")
+    n = ncols * nrows
+    fig = plt.figure(figsize=(scale * ncols, (scale * nrows + 0.35) * len(features) + (0.3 if title else 0)))
+    subfigs = np.atleast_1d(fig.subfigures(len(features), 1))
+    for sub, (label, feats) in zip(subfigs, features.items()):
+        imgs = _as_images(feats, shape)[:n]
+        axes = sub.subplots(nrows, ncols, squeeze=False)
+        for i, ax in enumerate(axes.flat):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            for s in ax.spines.values():
+                s.set_visible(False)
+            if i < len(imgs):
+                lim = float(np.abs(imgs[i]).max()) or 1.0
+                ax.imshow(imgs[i], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+        sub.suptitle(label, fontsize=10)
+    if title:
+        fig.suptitle(title, y=1.02)
+    return fig

@@ -13,3 +13,6 @@ __all__ += ["PPCA", "LinearVAE", "fit_ppca"]
 from aecourse.models.conv import ConvAutoencoder  # noqa: E402
 
 __all__ += ["ConvAutoencoder"]
+from aecourse.models.sparse import SparseAutoencoder, TopKAutoencoder  # noqa: E402
+
+__all__ += ["SparseAutoencoder", "TopKAutoencoder"]
