@@ -246,8 +246,44 @@ def traverse(model, x: torch.Tensor, latent: int, values) -> torch.Tensor:
     return out.reshape(len(values), *x.shape[1:]).cpu()
 
 
-def traversal_grid(model, x: torch.Tensor, latents=None, values=None, *, kl=None, axes=None,
-                   title: str | None = None, scale: float = 0.62):
+def image_mosaic(rows, *, ax=None, xlabels=None, title: str | None = None, gap: int = 2,
+                 scale: float = 0.55, fontsize: float = 8):
+    """Rows of equally sized images drawn as one picture, each row labelled on the left.
+
+    ``rows`` maps a label to images ``(n, 1, H, W)`` (or ``(n, H, W)``); rows may differ in
+    length. One ``imshow`` for the whole grid is much faster than one axes per image.
+    ``xlabels`` names the columns. Returns the axes.
+    """
+    arrays = [(str(k), _as_images(v)) for k, v in rows.items()]
+    if not arrays:
+        raise ValueError("image_mosaic needs at least one row")
+    h, w = arrays[0][1].shape[1:]
+    if any(a.shape[1:] != (h, w) for _, a in arrays):
+        raise ValueError("all images of a mosaic must have the same size")
+    ncols = max(len(a) for _, a in arrays)
+    canvas = np.ones((len(arrays) * (h + gap) - gap, ncols * (w + gap) - gap))
+    for r, (_, a) in enumerate(arrays):
+        for c, img in enumerate(a):
+            canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = img
+    if ax is None:
+        _, ax = plt.subplots(figsize=(scale * ncols + 1.2, scale * len(arrays) + (0.5 if title else 0.2)))
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_yticks([r * (h + gap) + h / 2 for r in range(len(arrays))], [k for k, _ in arrays], fontsize=fontsize)
+    if xlabels is not None:
+        ax.set_xticks([c * (w + gap) + w / 2 for c in range(len(xlabels))], list(xlabels), fontsize=fontsize)
+    else:
+        ax.set_xticks([])
+    ax.tick_params(length=0)
+    ax.grid(False)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def traversal_grid(model, x: torch.Tensor, latents=None, values=None, *, kl=None, ax=None,
+                   title: str | None = None):
     """Latent traversals: one row per latent, one column per value of that latent.
 
     Args:
@@ -255,33 +291,19 @@ def traversal_grid(model, x: torch.Tensor, latents=None, values=None, *, kl=None
         latents: which latents to show, in order (default: all).
         values: the values each latent takes (default: 7 values from -2.5 to 2.5).
         kl: optional per-latent average KL (nats) to label each row with.
-        axes: optional array of axes (rows x columns) to draw into.
+        ax: optional axes to draw into.
     """
     values = np.linspace(-2.5, 2.5, 7) if values is None else np.asarray(values, dtype=float)
     latents = list(range(model.code_dim)) if latents is None else list(latents)
     if not latents:
         raise ValueError("no latents to traverse")
-    if axes is None:
-        fig, axes = plt.subplots(len(latents), len(values),
-                                 figsize=(scale * len(values) + 1.0, scale * len(latents) + (0.5 if title else 0.1)),
-                                 squeeze=False)
-    else:
-        fig = axes[0, 0].figure
-    for r, j in enumerate(latents):
-        imgs = _as_images(traverse(model, x, j, values))
-        for c in range(len(values)):
-            ax = axes[r, c]
-            ax.imshow(imgs[c], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-            if r == len(latents) - 1:
-                ax.set_xlabel(f"{values[c]:+.1f}", fontsize=7)
-        label = f"$z_{{{j}}}$" + (f"\n{float(kl[j]):.1f} nats" if kl is not None else "")
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
+    rows = {}
+    for j in latents:
+        label = f"$z_{{{j}}}$" + (f" ({float(kl[j]):.1f} nats)" if kl is not None else "")
+        rows[label] = traverse(model, x, j, values)
+    ax = image_mosaic(rows, ax=ax, xlabels=[f"{v:+.1f}" for v in values], title=title)
+    ax.set_xlabel("value of the latent", fontsize=8)
+    return ax
 
 
 def rate_distortion(rates, distortions, labels=None, *, ax=None, seeds_rates=None, seeds_distortions=None,

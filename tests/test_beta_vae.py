@@ -311,8 +311,11 @@ def test_beta_vae_plots_draw():
     from aecourse import plots
 
     model = _small_vae()
-    fig = plots.traversal_grid(model, torch.rand(1, 28, 28), [0, 3], [-1, 0, 1], kl=torch.ones(4), title="t")
-    assert len(fig.axes) == 6
+    ax = plots.traversal_grid(model, torch.rand(1, 28, 28), [0, 3], [-1, 0, 1], kl=torch.ones(4), title="t")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["$z_{0}$ (1.0 nats)", "$z_{3}$ (1.0 nats)"]
+    assert len(ax.get_xticklabels()) == 3 and ax.get_images()[0].get_array().shape == (2 * 28 + 2, 3 * 28 + 2 * 2)
+    with pytest.raises(ValueError, match="same size"):
+        plots.image_mosaic({"a": torch.rand(2, 1, 28, 28), "b": torch.rand(2, 1, 8, 8)})
     ax = plots.rate_distortion([3.0, 1.0], [50.0, 60.0], ["β=1", "β=4"], seeds_rates=[[3.1, 2.9], [1.0, 1.1]],
                                seeds_distortions=[[49, 51], [60, 61]], extra={"capacity": (2.0, 52.0)})
     assert ax.get_xlabel().startswith("rate")
