@@ -281,25 +281,28 @@ def log_importance_weights(model: torch.nn.Module, x: torch.Tensor, k: int, *, p
 
 
 def importance_weighted_bound(model: torch.nn.Module, x: torch.Tensor, k: int, *, proposal: str = "encoder",
-                              sigma: float = 1.0, batch_rows: int = 20_000,
-                              generator: torch.Generator | None = None) -> torch.Tensor:
+                              sigma: float = 1.0, batch_rows: int = 4096,
+                              generator: torch.Generator | None = None,
+                              q: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """The importance-weighted bound ``L_k = E log (1/k sum_j w_j) <= log p(x)`` (Burda et al. 2016), per example.
 
     One estimate per example of shape ``(N,)``, in nats. ``L_1`` is the ELBO; ``L_k`` never
     decreases with ``k`` and tends to ``log p(x)`` as ``k`` grows. Examples are processed in
-    chunks of about ``batch_rows`` decoder evaluations to bound memory.
+    chunks of about ``batch_rows`` decoder evaluations to bound memory. ``q = (mu, logvar)``
+    replaces the encoder's Gaussian as the proposal (a better proposal gives a tighter bound).
     """
     per_chunk = max(1, batch_rows // k)
     out = []
     for start in range(0, len(x), per_chunk):
+        qq = None if q is None else (q[0][start:start + per_chunk], q[1][start:start + per_chunk])
         lw = log_importance_weights(model, x[start:start + per_chunk], k, proposal=proposal, sigma=sigma,
-                                    generator=generator)
+                                    generator=generator, q=qq)
         out.append((torch.logsumexp(lw, dim=1) - float(np.log(k))).cpu())
     return torch.cat(out)
 
 
 def elbo_estimate(model: torch.nn.Module, x: torch.Tensor, k: int = 100, *, sigma: float = 1.0,
-                  q: tuple[torch.Tensor, torch.Tensor] | None = None, batch_rows: int = 20_000,
+                  q: tuple[torch.Tensor, torch.Tensor] | None = None, batch_rows: int = 4096,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """The ELBO ``E_q log (p(x, z) / q(z|x))`` per example, averaged over ``k`` samples (nats, shape ``(N,)``).
 

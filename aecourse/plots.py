@@ -181,11 +181,13 @@ def gaussian_ellipse(ax, mean, cov, *, n_std: float = 2.0, label: str | None = N
     return ax
 
 
-def decoded_grid(decode, *, n: int = 15, lim: float = 2.5, title: str | None = None, scale: float = 0.45):
+def decoded_grid(decode, *, n: int = 15, lim: float = 2.5, ax=None, title: str | None = None,
+                 scale: float = 0.45):
     """Decode an ``n x n`` grid of 2-D codes over ``[-lim, lim]^2`` and show the images as one mosaic.
 
     ``decode(z)`` maps codes ``(n*n, 2)`` to images ``(n*n, 1, H, W)`` (or ``(n*n, H*W)`` square).
-    The vertical axis shows ``z_2`` increasing upwards, as in a scatter plot of the codes.
+    Each image is centred on its code, and ``z_2`` increases upwards, as in a scatter plot of
+    the codes. Returns the axes.
     """
     ticks = torch.linspace(-lim, lim, n)
     z1, z2 = torch.meshgrid(ticks, ticks.flip(0), indexing="xy")
@@ -194,16 +196,17 @@ def decoded_grid(decode, *, n: int = 15, lim: float = 2.5, title: str | None = N
         imgs = _as_images(decode(z))
     h, w = imgs.shape[1:]
     mosaic = imgs.reshape(n, n, h, w).transpose(0, 2, 1, 3).reshape(n * h, n * w)
-    fig, ax = plt.subplots(figsize=(scale * n, scale * n))
-    half = lim / (n - 1) if n > 1 else 0.5  # each image is centred on its code
-    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, extent=(-lim - half, lim + half, -lim - half, lim + half),
+    if ax is None:
+        _, ax = plt.subplots(figsize=(scale * n, scale * n))
+    edge = lim + (lim / (n - 1) if n > 1 else 0.5)
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, extent=(-edge, edge, -edge, edge),
               interpolation="nearest")
     ax.grid(False)
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
     if title:
         ax.set_title(title)
-    return fig
+    return ax
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence], floatfmt: str = ".3f"):

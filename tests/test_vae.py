@@ -394,3 +394,15 @@ def test_shown_reparameterize_and_elbo_agree_with_the_package():
     exec(_shown_code("z = model.reparameterize(mu, logvar)"), ns)
     torch.manual_seed(1)
     torch.testing.assert_close(ns["loss"], ELBO()(model, x)["loss"])
+
+
+def test_linear_vae_chunked_elbo_matches_the_objective():
+    torch.manual_seed(0)
+    lin = LinearVAE(6, 2, sigma=0.8)
+    x = torch.randn(50, 6)
+    torch.testing.assert_close(lin.elbo(x, chunk=7).mean(), -AnalyticELBO()(lin, x)["loss"].detach())
+    model, g = _random_ppca(4)
+    xx = torch.randn(30, 5, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(model.log_prob(xx, chunk=4), model.log_prob(xx))
+    mean, cov = data_covariance(xx, chunk=7)
+    torch.testing.assert_close(cov, torch.cov(xx.T, correction=0))

@@ -63,25 +63,28 @@ class PPCA:
         return x - self.mu
 
     def _m(self) -> torch.Tensor:
-        """``W^T W + sigma^2 I``, the M x M matrix of every closed form."""
+        """``A = W^T W + sigma^2 I``, the M x M matrix of every closed form."""
         return self.W.T @ self.W + self.sigma2 * torch.eye(self.M, dtype=torch.float64)
 
     def covariance(self) -> torch.Tensor:
         """The marginal covariance ``C = W W^T + sigma^2 I`` (D x D)."""
         return self.W @ self.W.T + self.sigma2 * torch.eye(self.D, dtype=torch.float64)
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
         """Exact ``log p(x)`` per example (nats), through the M x M matrix (Woodbury), not the D x D one."""
-        xc = self._x(x)
         m = self._m()
         chol = torch.linalg.cholesky(m)
         logdet_c = (self.D - self.M) * math.log(self.sigma2) + 2 * torch.log(torch.diagonal(chol)).sum()
-        proj = torch.cholesky_solve((xc @ self.W).T, chol).T          # M^{-1} W^T x, per row
-        quad = ((xc**2).sum(1) - (xc @ self.W * proj).sum(1)) / self.sigma2  # x^T C^{-1} x
-        return -0.5 * (self.D * LOG_2PI + logdet_c + quad)
+        out = []
+        for start in range(0, len(x), chunk):  # in chunks: no float64 copy of all the data at once
+            xc = self._x(x[start:start + chunk])
+            proj = torch.cholesky_solve((xc @ self.W).T, chol).T                 # A^{-1} W^T x, per row
+            quad = ((xc**2).sum(1) - (xc @ self.W * proj).sum(1)) / self.sigma2  # x^T C^{-1} x
+            out.append(-0.5 * (self.D * LOG_2PI + logdet_c + quad))
+        return torch.cat(out)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The exact posterior ``p(z|x) = N(M^{-1} W^T (x - mu), sigma^2 M^{-1})``: means (N, M), covariance (M, M)."""
+        """The exact posterior ``p(z|x) = N(A^{-1} W^T (x - mu), sigma^2 A^{-1})``: means (N, M), covariance (M, M)."""
         m_inv = torch.linalg.inv(self._m())
         return self._x(x) @ self.W @ m_inv.T, self.sigma2 * m_inv
 
@@ -115,15 +118,26 @@ def gaussian_kl(m1: torch.Tensor, s1: torch.Tensor, m2: torch.Tensor, s2: torch.
                   - k + torch.logdet(s2) - torch.logdet(s1))
 
 
-def data_covariance(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean and the covariance (normalised by N) of the rows of ``x``, in float64."""
-    flat = x.reshape(len(x), -1).to(torch.float64)
-    mean = flat.mean(0)
-    xc = flat - mean
-    return mean, xc.T @ xc / len(flat)
+def data_covariance(x: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and the covariance (normalised by N) of the rows of ``x``, accumulated in float64.
+
+    The rows are processed in chunks, so 60,000 images need no float64 copy of the data.
+    """
+    flat = x.reshape(len(x), -1)
+    n, d = flat.shape
+    total = torch.zeros(d, dtype=torch.float64)
+    for start in range(0, n, chunk):
+        total += flat[start:start + chunk].to(torch.float64).sum(0)
+    mean = total / n
+    cov = torch.zeros(d, d, dtype=torch.float64)
+    for start in range(0, n, chunk):
+        xc = flat[start:start + chunk].to(torch.float64) - mean
+        cov += xc.T @ xc
+    return mean, cov / n
 
 
-def fit_ppca(x: torch.Tensor, M: int, sigma2: float | None = None) -> PPCA:
+def fit_ppca(x: torch.Tensor | None, M: int, sigma2: float | None = None, *,
+             moments: tuple[torch.Tensor, torch.Tensor] | None = None) -> PPCA:
     """The maximum-likelihood probabilistic PCA of the rows of ``x`` (Tipping & Bishop 1999).
 
     With eigenvalues ``l_1 >= ... >= l_D`` and eigenvectors ``U`` of the data covariance:
@@ -131,12 +145,16 @@ def fit_ppca(x: torch.Tensor, M: int, sigma2: float | None = None) -> PPCA:
     ``W = U_M (L_M - sigma^2 I)^{1/2}`` (up to a rotation ``R`` on the right, which does not
     change ``p(x)``). If ``sigma2`` is given it is held fixed, and directions with
     ``l_i <= sigma^2`` get a zero column: the model switches them off.
+    ``moments = data_covariance(x)`` may be passed instead of ``x`` to reuse them.
     """
-    flat = x.reshape(len(x), -1)
-    D = flat.shape[1]
+    if moments is None:
+        if x is None:
+            raise ValueError("pass the data x or their moments=(mean, covariance)")
+        moments = data_covariance(x)
+    mean, cov = moments
+    D = cov.shape[0]
     if not 1 <= M < D:
         raise ValueError(f"M must satisfy 1 <= M < D = {D}, got {M}")
-    mean, cov = data_covariance(flat)
     evals, evecs = torch.linalg.eigh(cov)
     evals, evecs = evals.flip(0).clamp_min(0.0), evecs.flip(1)
     s2 = float(evals[M:].mean()) if sigma2 is None else float(sigma2)
@@ -189,6 +207,15 @@ class LinearVAE(VAE):
         rec = resid / (2 * var) + 0.5 * self.input_dim * (LOG_2PI + 2 * self.log_sigma)
         kl = 0.5 * (mu**2 + logvar.exp() - logvar - 1).sum(1)
         return {"reconstruction": rec, "kl": kl}
+
+    @torch.no_grad()
+    def elbo(self, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+        """The exact ELBO of each example (nats), computed in chunks without gradients."""
+        out = []
+        for start in range(0, len(x), chunk):
+            t = self.elbo_terms(x[start:start + chunk])
+            out.append(-(t["reconstruction"] + t["kl"]))
+        return torch.cat(out)
 
     def posterior_kl_per_dim(self, x: torch.Tensor) -> torch.Tensor:
         """Mean over ``x`` of ``KL(q(z_j|x) || N(0, 1))`` for each latent dimension ``j``: 0 means collapsed."""
