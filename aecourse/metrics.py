@@ -482,3 +482,131 @@ def feature_roughness(features: torch.Tensor, shape: tuple[int, int] = (28, 28))
     img = f.reshape(len(f), h, w)
     diffs = (img[:, 1:, :] - img[:, :-1, :]).pow(2).sum(dim=(1, 2)) + (img[:, :, 1:] - img[:, :, :-1]).pow(2).sum(dim=(1, 2))
     return diffs / img.pow(2).sum(dim=(1, 2)).clamp_min(1e-12)
+
+
+# --------------------------------------------------------------------------- linear autoencoders (linear PCA chapter)
+
+
+def covariance(p: PCAResult) -> torch.Tensor:
+    """The sample covariance ``V^T diag(variances) V`` (float64) rebuilt from a full :func:`pca`.
+
+    ``p`` must hold every component with non-zero variance (``pca(x)`` without ``k``).
+    """
+    v = p.components.to(torch.float64)
+    return v.T @ (p.variances.to(torch.float64)[:, None] * v)
+
+
+def linear_ae_loss(W1: torch.Tensor, W2: torch.Tensor, cov: torch.Tensor, lam: float = 0.0) -> torch.Tensor:
+    """The loss of a linear autoencoder with weights ``W1`` ``(k, D)``, ``W2`` ``(D, k)`` and the best biases.
+
+    With the biases chosen optimally the mean is reconstructed exactly, and the mean
+    squared error (summed over dimensions) depends only on ``W = W2 W1`` and the
+    covariance ``C``: ``tr((I - W) C (I - W)^T)``. Plus ``lam (||W1||^2 + ||W2||^2)``.
+    Differentiable in ``W1`` and ``W2`` (used to probe the loss landscape).
+    """
+    d = cov.shape[0]
+    if W1.ndim != 2 or W2.ndim != 2 or W1.shape[1] != d or W2.shape != (d, W1.shape[0]):
+        raise ValueError(f"expected W1 (k, {d}) and W2 ({d}, k) for a {d}x{d} covariance, "
+                         f"got {tuple(W1.shape)} and {tuple(W2.shape)}")
+    W1, W2, cov = W1.to(torch.float64), W2.to(torch.float64), cov.to(torch.float64)
+    w1c = W1 @ cov
+    loss = torch.trace(cov) - 2 * (w1c * W2.T).sum() + ((w1c @ W1.T) * (W2.T @ W2)).sum()
+    return loss + lam * (W1.pow(2).sum() + W2.pow(2).sum())
+
+
+@dataclass(frozen=True)
+class WeightDecayOptimum:
+    """The global minimum of ``mean ||x - W2 W1 x||^2 + lam (||W1||^2 + ||W2||^2)`` (centred data).
+
+    Attributes:
+        singular_values: the ``k`` singular values of ``W2`` (and of ``W1 = W2^T``) at the
+            minimum, ``sqrt(max(0, 1 - lam / sigma_i^2))`` for the top ``k`` variances.
+        loss: the minimal value of the regularised loss.
+        reconstruction: the reconstruction error at the minimum.
+    """
+
+    singular_values: torch.Tensor
+    loss: float
+    reconstruction: float
+
+
+def weight_decay_optimum(p: PCAResult, k: int, lam: float) -> WeightDecayOptimum:
+    """Closed-form minimum of the weight-decayed linear autoencoder (Kunin et al. 2019).
+
+    Per principal direction the product ``W2 W1`` keeps a factor ``q_i = 1 - lam / sigma_i^2``
+    (0 if negative), at a reconstruction cost ``sigma_i^2 (1 - q_i)^2`` and a penalty
+    ``2 lam q_i``; directions beyond the ``k``-th cost their full variance.
+    """
+    if not (isinstance(k, int) and 1 <= k <= len(p.variances)):
+        raise ValueError(f"k must be an int between 1 and {len(p.variances)}, got {k!r}")
+    if not lam >= 0:
+        raise ValueError(f"lam must be non-negative, got {lam!r}")
+    var = p.variances[:k].to(torch.float64)
+    q = (1 - lam / var).clamp(min=0.0)
+    discarded = p.total_variance - float(var.sum())
+    rec = discarded + float((var * (1 - q) ** 2).sum())
+    return WeightDecayOptimum(q.sqrt().float(), rec + float(2 * lam * q.sum()), rec)
+
+
+def principal_directions_from_decoder(W2: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Recover ordered, orthonormal principal directions from a linear decoder's weights.
+
+    The columns of ``W2`` (``(D, k)``) span the learned subspace but are mixed by an
+    unknown invertible matrix. Orthonormalise them (QR), project the centred data
+    ``x`` onto that basis, and diagonalise the ``k x k`` covariance of the projections:
+    its eigenvectors rotate the basis into the principal directions.
+
+    Returns ``(directions, variances)``: rows ``(k, D)`` and the variances along them,
+    in decreasing order. Each direction's sign is arbitrary.
+    """
+    flat = x.reshape(len(x), -1).to(torch.float64)
+    if W2.ndim != 2 or W2.shape[0] != flat.shape[1]:
+        raise ValueError(f"W2 must have shape (D, k) with D = {flat.shape[1]}, got {tuple(W2.shape)}")
+    q, _ = torch.linalg.qr(W2.to(torch.float64))
+    y = (flat - flat.mean(dim=0)) @ q
+    evals, evecs = torch.linalg.eigh(y.T @ y / len(flat))
+    order = evals.argsort(descending=True)
+    return (q @ evecs[:, order]).T.float(), evals[order].float()
+
+
+def direction_cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``|cos|`` of the angle between row ``i`` of ``a`` and row ``i`` of ``b`` (signs ignored)."""
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"expected two matrices of directions as rows, of equal shape; got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    a, b = a.to(torch.float64), b.to(torch.float64)
+    cos = (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1))
+    return cos.abs().float()
+
+
+def best_affine_decoder_error(h: torch.Tensor, x: torch.Tensor, chunk: int = 8192) -> float:
+    """The least reconstruction error of any affine decoder ``x_hat = B h + c`` from the codes ``h``.
+
+    ``h``: codes, shape ``(N, k)``, computed by any encoder at all (nonlinear, random...);
+    ``x``: the data, ``(N, ...)``. The decoder is the least-squares fit, so this is the
+    best that any affine decoder can do with these codes. It can never be below the
+    rank-``k`` PCA error: every reconstruction lies in one ``k``-dimensional affine subspace.
+    Returns the mean over examples of the squared error summed over dimensions.
+    (Accumulated in float64 over chunks of rows, so MNIST-sized data need little memory.)
+    """
+    flat = x.reshape(len(x), -1)
+    if h.ndim != 2 or len(h) != len(flat):
+        raise ValueError(f"h must hold one code per example, shape ({len(flat)}, k); got {tuple(h.shape)}")
+    n, d, k = len(flat), flat.shape[1], h.shape[1]
+    mean_x = torch.zeros(d, dtype=torch.float64)
+    mean_h = torch.zeros(k, dtype=torch.float64)
+    for i in range(0, n, chunk):
+        mean_x += flat[i:i + chunk].to(torch.float64).sum(dim=0)
+        mean_h += h[i:i + chunk].to(torch.float64).sum(dim=0)
+    mean_x, mean_h = mean_x / n, mean_h / n
+    sxx = 0.0
+    gram = torch.zeros(k, k, dtype=torch.float64)
+    cross = torch.zeros(k, d, dtype=torch.float64)
+    for i in range(0, n, chunk):
+        xb = flat[i:i + chunk].to(torch.float64) - mean_x
+        hb = h[i:i + chunk].to(torch.float64) - mean_h
+        sxx += float(xb.pow(2).sum())
+        gram += hb.T @ hb
+        cross += hb.T @ xb
+    explained = float((cross * (torch.linalg.pinv(gram, hermitian=True) @ cross)).sum())
+    return (sxx - explained) / n

@@ -16,3 +16,6 @@ __all__ += ["ConvAutoencoder"]
 from aecourse.models.sparse import SparseAutoencoder, TopKAutoencoder  # noqa: E402
 
 __all__ += ["SparseAutoencoder", "TopKAutoencoder"]
+from aecourse.models.linear import LinearAutoencoder  # noqa: E402
+
+__all__ += ["LinearAutoencoder"]
