@@ -209,18 +209,42 @@ def decoded_grid(decode, *, n: int = 15, lim: float = 2.5, ax=None, title: str |
     return ax
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence], floatfmt: str = ".3f"):
-    """A table of computed values for a notebook output (Markdown; numbers formatted with ``floatfmt``)."""
-    from IPython.display import Markdown
+class Table:
+    """Computed values as a table: HTML on the website and in Jupyter, Markdown elsewhere."""
 
-    def fmt(v):
+    def __init__(self, headers: Sequence[str], rows: Sequence[Sequence], floatfmt: str = ".3f"):
+        self.headers = [str(h) for h in headers]
+        self.rows = [[self._fmt(v, floatfmt) for v in row] for row in rows]
+
+    @staticmethod
+    def _fmt(v, floatfmt: str) -> str:
         if isinstance(v, torch.Tensor):
             v = v.item()
         return format(v, floatfmt) if isinstance(v, float) else str(v)
 
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-    return Markdown("\n".join(lines))
+    def _repr_html_(self) -> str:
+        import html
+
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.headers)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                       for row in self.rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def _repr_markdown_(self) -> str:
+        lines = ["| " + " | ".join(self.headers) + " |", "|" + "---|" * len(self.headers)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in self.rows])
+
+    def __repr__(self) -> str:
+        widths = [max(len(h), *(len(r[i]) for r in self.rows)) if self.rows else len(h)
+                  for i, h in enumerate(self.headers)]
+        lines = ["  ".join(h.ljust(w) for h, w in zip(self.headers, widths))]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in self.rows]
+        return "\n".join(lines)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence], floatfmt: str = ".3f") -> Table:
+    """A table of computed values for a notebook output (numbers formatted with ``floatfmt``)."""
+    return Table(headers, rows, floatfmt)
 
 
 # --------------------------------------------------------------------------- β-VAE chapter: traversals, rate and distortion
