@@ -83,10 +83,8 @@ class Sprites:
         return len(self.images)
 
     def index_of(self, **factors: int) -> int:
-        """The row of the image with the given factor *indices* (all five must be given).
-
-        >>> sprites.index_of(shape=2, scale=3, rotation=0, x=4, y=4)
-        """
+        """The row of the image with the given factor *indices* (all five must be given),
+        e.g. ``sprites.index_of(shape=2, scale=3, rotation=0, x=4, y=4)``."""
         missing = [k for k in FACTOR_NAMES if k not in factors]
         unknown = [k for k in factors if k not in FACTOR_NAMES]
         if missing or unknown:
