@@ -63,8 +63,8 @@ def glue(name: str, value: Any, display: bool = False) -> None:
         from myst_nb import glue as _glue
     except ImportError:  # e.g. on Colab: the prose is static there anyway
         return
-    if isinstance(value, torch.Tensor):
-        value = value.item()
+    if isinstance(value, torch.Tensor) or type(value).__module__ == "numpy":
+        value = value.item()  # plain Python numbers, so formats like :.2f apply
     _glue(name, value, display=display)
 
 
