@@ -406,3 +406,19 @@ def test_linear_vae_chunked_elbo_matches_the_objective():
     torch.testing.assert_close(model.log_prob(xx, chunk=4), model.log_prob(xx))
     mean, cov = data_covariance(xx, chunk=7)
     torch.testing.assert_close(cov, torch.cov(xx.T, correction=0))
+
+
+def test_constant_variance_vae_is_a_regularised_noisy_autoencoder():
+    """With q = N(f(x), I) and p(x|z) = N(g(z), s^2 I): -ELBO = (||x - g(f+eps)||^2 + s^2 ||f||^2) / (2 s^2) + const."""
+    torch.manual_seed(0)
+    model = VAE((1, 6, 6), code_dim=3, hidden=(8,), likelihood="gaussian")
+    x, s = torch.rand(5, 1, 6, 6, dtype=torch.float64), 0.4
+    model = model.double()
+    with torch.no_grad():
+        f = model.encode(x)[0]
+        eps = torch.randn_like(f)
+        g = model.decode(f + eps)
+        neg_elbo = gaussian_nll(g, x, s) + kl_standard_normal(f, torch.zeros_like(f))
+        rae = ((g - x) ** 2).flatten(1).sum(1) + s**2 * (f**2).sum(1)
+        const = 0.5 * 36 * math.log(2 * math.pi * s**2)
+    torch.testing.assert_close(neg_elbo, rae / (2 * s**2) + const)
