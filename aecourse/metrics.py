@@ -610,3 +610,53 @@ def best_affine_decoder_error(h: torch.Tensor, x: torch.Tensor, chunk: int = 819
         cross += hb.T @ xb
     explained = float((cross * (torch.linalg.pinv(gram, hermitian=True) @ cross)).sum())
     return (sxx - explained) / n
+
+
+# --------------------------------------------------------------------------- cost: FLOPs and time
+
+
+def count_flops(fn, *args, **kwargs) -> int:
+    """Floating-point operations of ``fn(*args, **kwargs)``, counted by ``torch.utils.flop_counter``.
+
+    The counter records matrix products and convolutions only, at **two FLOPs per
+    multiply-add** (a product ``(m x k) @ (k x n)`` counts ``2mkn``); element-wise
+    work (normalisation, softmax, activations, biases) is not counted. Runs without
+    gradients.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        fn(*args, **kwargs)
+    return int(counter.get_total_flops())
+
+
+def seconds_per_call(fn, *args, threads: int = 1, min_run_time: float = 0.2, **kwargs) -> float:
+    """Median wall-clock seconds of ``fn(*args, **kwargs)`` without gradients, on ``threads`` CPU threads.
+
+    Uses ``torch.utils.benchmark`` (warm-up, then repeated blocks for at least
+    ``min_run_time`` seconds); one thread makes timings less noisy and comparable.
+    """
+    from torch.utils import benchmark
+
+    def call():
+        with torch.no_grad():
+            fn(*args, **kwargs)
+
+    timer = benchmark.Timer(stmt="call()", globals={"call": call}, num_threads=threads)
+    return float(timer.blocked_autorange(min_run_time=min_run_time).median)
+
+
+def fastest_seconds_per_call(fns: dict, *, rounds: int = 3, threads: int = 1,
+                             min_run_time: float = 0.2) -> dict:
+    """For each ``name: fn`` (a function of no arguments), the fastest of ``rounds`` medians
+    of :func:`seconds_per_call`, measured in interleaved rounds.
+
+    On a shared machine other programs only ever slow a measurement down, so the
+    fastest round is the best estimate of the cost itself; interleaving the
+    candidates spreads slow periods over all of them instead of one.
+    """
+    best = {name: float("inf") for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            best[name] = min(best[name], seconds_per_call(fn, threads=threads, min_run_time=min_run_time))
+    return best

@@ -499,3 +499,72 @@ def feature_panels(features: Mapping[str, torch.Tensor | np.ndarray], *, ncols: 
     if title:
         fig.suptitle(title, y=1.02)
     return fig
+
+
+def masking_cost(ratios: Sequence[float], kept: Sequence[int], flops: Sequence[float],
+                 model_flops: Sequence[float], seconds: Sequence[float], *, n_tokens: int, width: int,
+                 conv_flops: Sequence[float] | None = None,
+                 widths: Mapping[str, int] | None = None, marks: Mapping[str, tuple[int, int]] | None = None,
+                 title: str | None = None):
+    """Three panels on what masking saves in a transformer encoder.
+
+    (a) FLOPs per image against the mask ratio: measured, the cost model, what a
+    purely quadratic cost would give, and (optionally) a convolutional encoder fed
+    the zero-filled image. (b) Measured time per image relative to no masking,
+    against the linear ``K/N`` and quadratic ``(K/N)^2`` references. (c) The share
+    of one layer's multiply-adds spent on attention scores, ``2N^2d / (12Nd^2 + 2N^2d)
+    = N / (6d + N)``, against the number of tokens ``N`` for several widths ``d``.
+    """
+    ratios = np.asarray(ratios, dtype=float)
+    frac = np.asarray(kept, dtype=float) / n_tokens
+    flops, model_flops, seconds = (np.asarray(a, dtype=float) for a in (flops, model_flops, seconds))
+    i0 = int(np.argmin(ratios))
+    if ratios[i0] != 0:
+        raise ValueError("the measurements must include mask ratio 0 (the unmasked reference)")
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.9))
+
+    ax = axes[0]
+    fine = np.linspace(0, ratios.max(), 100)
+    ax.plot(ratios, model_flops / 1e6, color=PALETTE[0], lw=1.5, label="cost model: $2(12Nd^2 + 2N^2d)$ per layer")
+    ax.plot(ratios, flops / 1e6, "o", color=PALETTE[0], ms=6, label="measured (FLOP counter)")
+    ax.plot(fine, flops[i0] * (1 - fine) ** 2 / 1e6, ":", color=PALETTE[3], label="if the cost were quadratic in $N$")
+    if conv_flops is not None:
+        ax.plot(ratios, np.asarray(conv_flops, dtype=float) / 1e6, "s--", color=PALETTE[1], ms=5,
+                label="convolutional encoder (holes zero-filled)")
+    ax.set_xlabel("mask ratio")
+    ax.set_ylabel("encoder MFLOPs per image")
+    ax.set_title("(a) Work per image")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7.5)
+
+    ax = axes[1]
+    ax.plot(ratios, seconds / seconds[i0], "o-", color=PALETTE[2], label="measured time")
+    ax.plot(ratios, flops / flops[i0], "x", color=PALETTE[0], ms=7, label="measured FLOPs")
+    ax.plot(ratios, frac, "--", color="black", lw=1, label="linear: $K/N$")
+    ax.plot(ratios, frac ** 2, ":", color=PALETTE[3], label="quadratic: $(K/N)^2$")
+    ax.set_xlabel("mask ratio")
+    ax.set_ylabel("relative to no masking")
+    ax.set_title("(b) Encoder cost, relative")
+    ax.set_ylim(0, 1.1)
+    ax.legend(fontsize=7.5)
+
+    ax = axes[2]
+    n = np.logspace(0, 5, 200)
+    widths = dict(widths or {f"d = {width}": width})
+    colors = [PALETTE[0], PALETTE[2], PALETTE[4], PALETTE[1], PALETTE[5]]
+    for j, (label, d) in enumerate(widths.items()):
+        ax.plot(n, n / (6 * d + n), color=colors[j % len(colors)], label=label)
+    ax.axhline(0.5, color="black", lw=0.8, ls=":")
+    for label, (nn_, d) in (marks or {}).items():
+        ax.plot([nn_], [nn_ / (6 * d + nn_)], "o", color="black", ms=4)
+        ax.annotate(label, (nn_, nn_ / (6 * d + nn_)), textcoords="offset points", xytext=(4, 6), fontsize=7.5)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("tokens $N$")
+    ax.set_ylabel("attention-score share of a layer")
+    ax.set_title("(c) When does $N^2$ matter? ($N = 6d$: half)")
+    ax.legend(fontsize=7.5, loc="upper left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

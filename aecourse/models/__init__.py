@@ -19,3 +19,6 @@ __all__ += ["SparseAutoencoder", "TopKAutoencoder"]
 from aecourse.models.linear import LinearAutoencoder  # noqa: E402
 
 __all__ += ["LinearAutoencoder"]
+from aecourse.models.masked import MaskedAutoencoder  # noqa: E402
+
+__all__ += ["MaskedAutoencoder"]
