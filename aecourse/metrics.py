@@ -54,15 +54,50 @@ def pca(x: torch.Tensor, k: int | None = None) -> PCAResult:
     The covariance is normalised by ``N`` (not ``N - 1``) so that
     ``optimal_error`` is exactly the mean reconstruction error on ``x``.
     """
-    flat = x.reshape(len(x), -1).to(torch.float64)
-    if len(flat) < 2:
+    if len(x) < 2:
         raise ValueError("PCA needs at least two examples")
+    rows = x.reshape(len(x), -1)
+    n, d = rows.shape
+    if n * d > _PCA_SVD_MAX and n > 2 * d:
+        return _pca_by_covariance(rows, k)
+    flat = rows.to(torch.float64)
     mean = flat.mean(dim=0)
     _, s, vt = torch.linalg.svd(flat - mean, full_matrices=False)
     variances = s**2 / len(flat)
     total = float(variances.sum())
     k = len(s) if k is None else int(k)
     return PCAResult(mean.float(), vt[:k].float(), variances[:k].float(), total)
+
+
+#: Above this many numbers (e.g. MNIST's 60,000 x 784) ``pca`` of a tall matrix uses the
+#: covariance, accumulated in blocks, instead of the SVD of a float64 copy of the data,
+#: which would need several copies of the data set in memory at once.
+_PCA_SVD_MAX = 20_000_000
+
+
+def _pca_by_covariance(rows: torch.Tensor, k: int | None, block: int = 8192) -> PCAResult:
+    """PCA from the eigendecomposition of the covariance (float64, accumulated block by block).
+
+    Same result as the SVD route up to the signs of the components (fixed here so that the
+    largest entry of each component is positive) and rounding.
+    """
+    n, d = rows.shape
+    total_sum = torch.zeros(d, dtype=torch.float64)
+    for start in range(0, n, block):
+        total_sum += rows[start:start + block].to(torch.float64).sum(dim=0)
+    mean = total_sum / n
+    cov = torch.zeros(d, d, dtype=torch.float64)
+    for start in range(0, n, block):
+        centred = rows[start:start + block].to(torch.float64) - mean
+        cov += centred.T @ centred
+    cov /= n
+    evals, evecs = torch.linalg.eigh(cov)
+    variances = evals.flip(0).clamp_min(0.0)
+    components = evecs.flip(1).T
+    signs = torch.sign(components.gather(1, components.abs().argmax(dim=1, keepdim=True)))
+    components = components * signs
+    k = d if k is None else int(k)
+    return PCAResult(mean.float(), components[:k].float(), variances[:k].float(), float(cov.trace()))
 
 
 def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

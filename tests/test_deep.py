@@ -278,3 +278,20 @@ def test_notebook_shown_conv_settings_match_the_package_defaults_it_describes():
     assert re.search(r"ConvAutoencoder\(code_dim=m, channels=\(8, 16\)\)", source)
     conv = ConvAutoencoder(code_dim=8, channels=(8, 16))
     assert sum(p.numel() for p in conv.encoder[:4].parameters()) == 1248
+
+
+def test_pca_of_large_data_by_covariance_agrees_with_the_svd(monkeypatch):
+    """Large tall data sets take the blockwise covariance route; it must give the same PCA."""
+    import aecourse.metrics as metrics
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(900, 1, 6, 6, generator=g) @ torch.randn(6, 6, generator=g)
+    by_svd = pca(x)
+    monkeypatch.setattr(metrics, "_PCA_SVD_MAX", 1)
+    by_cov = metrics.pca(x)
+    assert by_cov.total_variance == pytest.approx(by_svd.total_variance, rel=1e-10)
+    assert torch.allclose(by_cov.variances, by_svd.variances, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(by_cov.mean, by_svd.mean, atol=1e-6)
+    for k in (1, 5, 20):  # same subspaces, so the same reconstructions (signs do not matter)
+        assert torch.allclose(by_cov.reconstruct(x, k), by_svd.reconstruct(x, k), atol=1e-4)
+    assert by_cov.optimal_error(5) == pytest.approx(by_svd.optimal_error(5), rel=1e-5)
