@@ -481,11 +481,13 @@ def feature_panels(features: Mapping[str, torch.Tensor | np.ndarray], *, ncols: 
     if not features:
         raise ValueError("feature_panels needs at least one set of features")
     n = ncols * nrows
-    fig = plt.figure(figsize=(scale * ncols, (scale * nrows + 0.35) * len(features) + (0.3 if title else 0)))
+    fig = plt.figure(figsize=(scale * ncols, (scale * nrows + 0.4) * len(features) + (0.3 if title else 0)))
     subfigs = np.atleast_1d(fig.subfigures(len(features), 1))
     for sub, (label, feats) in zip(subfigs, features.items()):
         imgs = _as_images(feats, shape)[:n]
         axes = sub.subplots(nrows, ncols, squeeze=False)
+        sub.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=1 - 0.3 / (scale * nrows + 0.4),
+                            wspace=0.06, hspace=0.06)
         for i, ax in enumerate(axes.flat):
             ax.set_xticks([])
             ax.set_yticks([])
@@ -495,7 +497,7 @@ def feature_panels(features: Mapping[str, torch.Tensor | np.ndarray], *, ncols: 
             if i < len(imgs):
                 lim = float(np.abs(imgs[i]).max()) or 1.0
                 ax.imshow(imgs[i], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-        sub.suptitle(label, fontsize=10)
+        sub.suptitle(label, fontsize=10, y=0.99)
     if title:
         fig.suptitle(title, y=1.02)
     return fig
