@@ -3,8 +3,8 @@
 The encoder halves the image twice with stride-2 convolutions (28 -> 14 -> 7),
 then fully connected layers map the feature maps to the code. The decoder mirrors
 it: fully connected layers back to feature maps, then two stride-2 transposed
-convolutions double the size (7 -> 14 -> 28). The code layer is linear and the output ends in
-a sigmoid, exactly as in :class:`aecourse.models.MLPAutoencoder`.
+convolutions double the size (7 -> 14 -> 28). The code layer is linear and the
+output ends in a sigmoid, exactly as in :class:`aecourse.models.MLPAutoencoder`.
 
 Only the shape arithmetic is new. A convolution with kernel ``k``, stride ``s``
 and padding ``p`` maps a side of ``n`` pixels to ``floor((n + 2p - k) / s) + 1``;
@@ -48,7 +48,7 @@ class PixelBias(nn.Module):
 
 
 class ConvAutoencoder(Autoencoder):
-    """``image -> conv s2 -> conv s2 -> linear -> code -> linear -> deconv s2 -> deconv s2 -> image``.
+    """``image -> conv -> conv -> dense -> code -> dense -> deconv -> deconv -> image``.
 
     Args:
         input_shape: ``(channels, height, width)`` of one example; height and width
