@@ -669,29 +669,38 @@ def count_flops(fn, *args, **kwargs) -> int:
 
 
 def seconds_per_call(fn, *args, threads: int = 1, min_run_time: float = 0.2, **kwargs) -> float:
-    """Median wall-clock seconds of ``fn(*args, **kwargs)`` without gradients, on ``threads`` CPU threads.
+    """Wall-clock seconds of the fastest of repeated calls ``fn(*args, **kwargs)``, without
+    gradients, on ``threads`` CPU threads.
 
-    Uses ``torch.utils.benchmark`` (warm-up, then repeated blocks for at least
-    ``min_run_time`` seconds); one thread makes timings less noisy and comparable.
+    One warm-up call, then calls for at least ``min_run_time`` seconds (and at least
+    three). Other programs on the machine can only slow a call down, so the fastest
+    call is the best estimate of the cost itself. One thread makes timings less
+    noisy and comparable; the number of threads is restored afterwards.
     """
-    from torch.utils import benchmark
+    import time
 
-    def call():
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
         with torch.no_grad():
             fn(*args, **kwargs)
-
-    timer = benchmark.Timer(stmt="call()", globals={"call": call}, num_threads=threads)
-    return float(timer.blocked_autorange(min_run_time=min_run_time).median)
+            times: list[float] = []
+            while len(times) < 3 or sum(times) < min_run_time:
+                start = time.perf_counter()
+                fn(*args, **kwargs)
+                times.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(old)
+    return min(times)
 
 
 def fastest_seconds_per_call(fns: dict, *, rounds: int = 3, threads: int = 1,
                              min_run_time: float = 0.2) -> dict:
-    """For each ``name: fn`` (a function of no arguments), the fastest of ``rounds`` medians
-    of :func:`seconds_per_call`, measured in interleaved rounds.
+    """For each ``name: fn`` (a function of no arguments), the fastest call over ``rounds``
+    interleaved rounds of :func:`seconds_per_call`.
 
-    On a shared machine other programs only ever slow a measurement down, so the
-    fastest round is the best estimate of the cost itself; interleaving the
-    candidates spreads slow periods over all of them instead of one.
+    Interleaving spreads slow periods of a shared machine over all the candidates
+    instead of one.
     """
     best = {name: float("inf") for name in fns}
     for _ in range(rounds):

@@ -523,7 +523,9 @@ def masking_cost(ratios: Sequence[float], kept: Sequence[int], flops: Sequence[f
     i0 = int(np.argmin(ratios))
     if ratios[i0] != 0:
         raise ValueError("the measurements must include mask ratio 0 (the unmasked reference)")
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.9))
+    fig = plt.figure(figsize=(9.5, 7.6))
+    grid = fig.add_gridspec(2, 2)
+    axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])]
 
     ax = axes[0]
     fine = np.linspace(0, ratios.max(), 100)
