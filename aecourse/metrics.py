@@ -707,3 +707,156 @@ def fastest_seconds_per_call(fns: dict, *, rounds: int = 3, threads: int = 1,
         for name, fn in fns.items():
             best[name] = min(best[name], seconds_per_call(fn, threads=threads, min_run_time=min_run_time))
     return best
+
+
+# --------------------------------------------------------------------------- denoising chapter
+
+
+@dataclass(frozen=True)
+class FieldAgreement:
+    """How well a learned vector field ``u`` matches a reference field ``v`` at ``n`` points.
+
+    Attributes:
+        cosine: the mean over the points of ``cos angle(u_i, v_i)`` (1 = same directions everywhere).
+        relative_error: ``sqrt(sum_i ||u_i - v_i||^2 / sum_i ||v_i||^2)`` (0 = identical fields).
+        mean_error: ``mean_i ||u_i - v_i||``, in the units of the fields.
+        n: the number of points.
+
+    If the points are samples from a density ``q``, both are Monte Carlo estimates of
+    ``q``-weighted averages over the plane.
+    """
+
+    cosine: float
+    relative_error: float
+    mean_error: float
+    n: int
+
+
+def _check_fields(learned: torch.Tensor, exact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    u = torch.as_tensor(learned, dtype=torch.float64)
+    v = torch.as_tensor(exact, dtype=torch.float64)
+    if u.ndim != 2 or u.shape != v.shape:
+        raise ValueError(f"the two fields must be matrices of the same shape (n_points, dim), got "
+                         f"{tuple(u.shape)} and {tuple(v.shape)}")
+    if len(u) == 0:
+        raise ValueError("the fields are empty: evaluate them at one point at least")
+    if not (torch.isfinite(u).all() and torch.isfinite(v).all()):
+        raise ValueError("a field contains NaN or infinite values")
+    return u, v
+
+
+def field_cosines(learned: torch.Tensor, exact: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """``cos angle(u_i, v_i)`` at every point (shape ``(n,)``); 0 where either vector is zero."""
+    u, v = _check_fields(learned, exact)
+    norms = u.norm(dim=1) * v.norm(dim=1)
+    return torch.where(norms > eps, (u * v).sum(dim=1) / norms.clamp_min(eps), torch.zeros_like(norms)).float()
+
+
+def field_agreement(learned: torch.Tensor, exact: torch.Tensor) -> FieldAgreement:
+    """Mean cosine and relative error between two vector fields evaluated at the same points.
+
+    To weight the plane by a density ``q`` (for a denoiser: the noisy density ``p_sigma``),
+    evaluate both fields at samples from ``q``.
+    """
+    u, v = _check_fields(learned, exact)
+    denom = float(v.pow(2).sum())
+    if denom == 0:
+        raise ValueError("the reference field is zero at every point, so a relative error is undefined")
+    rel = float(((u - v).pow(2).sum() / denom).sqrt())
+    return FieldAgreement(cosine=float(field_cosines(u, v).mean()), relative_error=rel,
+                          mean_error=float((u - v).norm(dim=1).mean()), n=len(u))
+
+
+def gaussian_blur(x: torch.Tensor, std: float) -> torch.Tensor:
+    """Blur images ``(N, 1, H, W)`` with a Gaussian of standard deviation ``std`` pixels.
+
+    A baseline denoiser. The kernel (radius ``ceil(3 std)``) is normalised to sum to one
+    and the image edges are extended by replication, so a constant image is unchanged.
+    ``std = 0`` returns a copy.
+    """
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise ValueError(f"gaussian_blur takes images of shape (N, 1, H, W), got {tuple(x.shape)}")
+    if not std >= 0:
+        raise ValueError(f"std must be >= 0 (in pixels), got {std!r}")
+    if std == 0:
+        return x.clone()
+    radius = max(1, int(np.ceil(3 * std)))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / std) ** 2)
+    k = k / k.sum()
+    pad = torch.nn.functional.pad(x, (radius, radius, radius, radius), mode="replicate")
+    out = torch.nn.functional.conv2d(pad, k.reshape(1, 1, 1, -1))
+    return torch.nn.functional.conv2d(out, k.reshape(1, 1, -1, 1))
+
+
+def best_denoiser(candidates: dict, x_clean: torch.Tensor, x_noisy: torch.Tensor) -> tuple[str, float]:
+    """The candidate ``name -> fn(x_noisy)`` with the least mean squared error (summed per example).
+
+    Used to tune a baseline's setting (a blur width, a number of principal components) on
+    training images before it is compared on held-out ones. Returns ``(name, error)``.
+    """
+    if not candidates:
+        raise ValueError("best_denoiser needs at least one candidate")
+    errors = {name: float((fn(x_noisy) - x_clean).pow(2).reshape(len(x_clean), -1).sum(dim=1).mean())
+              for name, fn in candidates.items()}
+    name = min(errors, key=errors.get)
+    return name, errors[name]
+
+def mode_counts(samples: torch.Tensor, means: torch.Tensor, radius: float) -> tuple[torch.Tensor, float]:
+    """How many ``samples`` lie within ``radius`` of each mode in ``means`` ``(K, d)``.
+
+    Returns ``(counts, fraction)``: the counts per mode (shape ``(K,)``; a sample is given
+    to its nearest mode) and the fraction of all samples within ``radius`` of some mode.
+    """
+    samples = torch.as_tensor(samples, dtype=torch.float32)
+    means = torch.as_tensor(means, dtype=torch.float32)
+    if samples.ndim != 2 or means.ndim != 2 or samples.shape[1] != means.shape[1]:
+        raise ValueError(f"samples (n, d) and means (K, d) must be matrices with the same d, got "
+                         f"{tuple(samples.shape)} and {tuple(means.shape)}")
+    if not radius > 0:
+        raise ValueError(f"radius must be positive, got {radius!r}")
+    dist, nearest = torch.cdist(samples, means).min(dim=1)
+    near = dist <= radius
+    counts = torch.bincount(nearest[near], minlength=len(means))
+    return counts, float(near.float().mean())
+
+
+def denoising_baselines(pca_result: PCAResult, *, scale: float = 1.0,
+                        ks: tuple[int, ...] = (4, 8, 16, 32, 64),
+                        stds: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0)) -> dict[str, dict]:
+    """Two families of simple image denoisers, for :func:`best_denoiser` to tune.
+
+    ``"PCA"``: orthogonal projection onto the mean plus the top-``k`` principal subspace;
+    ``"blur"``: a Gaussian blur of ``std`` pixels. Both first multiply the input by
+    ``scale`` (use ``1 / (1 - fraction)`` for masking noise, which shrinks the expected
+    image by ``1 - fraction``) and clip the result to the pixel range [0, 1].
+    Returns ``{"PCA": {name: fn}, "blur": {name: fn}}``.
+    """
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale!r}")
+
+    def project(k: int):
+        return lambda x: pca_result.reconstruct(scale * x, k).clamp(0, 1)
+
+    def blur(s: float):
+        return lambda x: gaussian_blur(scale * x, s).clamp(0, 1)
+
+    return {"PCA": {f"PCA, k = {k}": project(k) for k in ks if k <= len(pca_result.components)},
+            "blur": {f"blur, {s:g} px": blur(s) for s in stds}}
+
+
+def fixed_points(step, x0: torch.Tensor, n_iter: int = 200, tol: float = 0.2) -> torch.Tensor:
+    """Where repeated application ``x <- step(x)`` takes the points ``x0``: the distinct end points.
+
+    Two end points closer than ``tol`` count as one. With ``step`` the optimal denoiser,
+    these are the sinks of the field ``sigma^2 grad log p_sigma``: the modes of ``p_sigma``.
+    """
+    x = torch.as_tensor(x0, dtype=torch.float32)
+    for _ in range(n_iter):
+        x = step(x)
+    centres: list[torch.Tensor] = []
+    for q in x:
+        if all(float((q - c).norm()) > tol for c in centres):
+            centres.append(q)
+    return torch.stack(centres)
+

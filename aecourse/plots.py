@@ -572,3 +572,193 @@ def masking_cost(ratios: Sequence[float], kept: Sequence[int], flops: Sequence[f
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- denoising chapter: fields in the plane
+
+
+def _np2(t) -> np.ndarray:
+    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
+def _grid_arrays(points, *fields):
+    """Reshape ``(n*n, 2)`` grid points (from :func:`aecourse.data.toy2d.grid`) and fields to ``n x n``."""
+    p = _np2(points)
+    n = int(round(np.sqrt(len(p))))
+    if p.ndim != 2 or p.shape[1] != 2 or n * n != len(p):
+        raise ValueError(f"points must be an n x n grid of 2-D points, shape (n*n, 2), got {p.shape}; "
+                         "make them with aecourse.data.toy2d.grid")
+    out = [p[:, 0].reshape(n, n), p[:, 1].reshape(n, n)]
+    for f in fields:
+        f = _np2(f)
+        if f.shape[0] != len(p):
+            raise ValueError(f"a field has {f.shape[0]} rows but there are {len(p)} grid points")
+        out.append(f.reshape(n, n, *f.shape[1:]))
+    return out
+
+
+def _density_backdrop(ax, log_prob, lim: float, levels: int = 6) -> None:
+    t = torch.linspace(-lim, lim, 160)
+    yy, xx = torch.meshgrid(t, t, indexing="ij")
+    with torch.no_grad():
+        dens = torch.exp(log_prob(torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1))).reshape(160, 160)
+    ax.contourf(_np2(xx), _np2(yy), _np2(dens), levels=levels, cmap="Greys", alpha=0.35)
+
+
+def _plane_axes(ax, lim: float, title: str | None) -> None:
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.grid(False)
+    if title:
+        ax.set_title(title)
+
+
+def vector_field(points, field, *, ax=None, samples=None, log_prob=None, norm=None, title: str | None = None,
+                 cmap: str = "viridis", density: float = 1.0, kind: str = "stream"):
+    """A stream plot (or, with ``kind="arrows"``, arrows of equal length) of a 2-D vector field
+    given on a square grid, coloured by the field's length.
+
+    Args:
+        points: grid points ``(n*n, 2)`` from :func:`aecourse.data.toy2d.grid`.
+        field: the field at those points, ``(n*n, 2)``.
+        samples: optional points ``(m, 2)`` drawn as small dots (the data).
+        log_prob: optional log-density; its density is shaded grey behind the field.
+        norm: a matplotlib colour norm for the lengths (share one between panels to compare them).
+
+    Returns the stream plot (pass ``.lines`` to ``plt.colorbar``) or the quiver.
+    """
+    if kind not in ("stream", "arrows"):
+        raise ValueError(f"kind must be 'stream' or 'arrows', got {kind!r}")
+    X, Y, F = _grid_arrays(points, field)
+    if F.shape[-1] != 2:
+        raise ValueError(f"the field must have two components per point, got shape {F.shape}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.2, 4.0))
+    lim = float(np.abs(X).max())
+    if log_prob is not None:
+        _density_backdrop(ax, log_prob, lim)
+    speed = np.hypot(F[..., 0], F[..., 1])
+    if kind == "stream":
+        stream = ax.streamplot(X[0], Y[:, 0], F[..., 0], F[..., 1], color=speed, cmap=cmap, norm=norm,
+                               density=density, linewidth=0.9, arrowsize=0.8)
+    else:
+        unit = F / np.maximum(speed, 1e-12)[..., None]
+        step = float(X[0, 1] - X[0, 0])
+        stream = ax.quiver(X, Y, unit[..., 0], unit[..., 1], speed, cmap=cmap, norm=norm, angles="xy",
+                           scale_units="xy", scale=1 / (0.8 * step), width=0.005, pivot="mid")
+    if samples is not None:
+        s = _np2(samples)
+        ax.scatter(s[:, 0], s[:, 1], s=1.5, color="black", alpha=0.35, lw=0)
+    _plane_axes(ax, lim, title)
+    return stream
+
+
+def field_error_map(points, learned, exact, *, scale: float = 1.0, ax=None, log_prob=None,
+                    title: str | None = None, vmin: float = 0.01, vmax: float = 10.0,
+                    label: str = "error"):
+    """The error ``||u - v|| / scale`` of a field ``u`` against a reference ``v`` at every grid point,
+    on a log colour scale, with contours of a log-density (relative to its maximum) on top.
+    Returns the image (for a colour bar)."""
+    from matplotlib.colors import LogNorm
+
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale!r}")
+    X, Y, U, V = _grid_arrays(points, learned, exact)
+    err = np.linalg.norm(U - V, axis=-1) / scale
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.2, 4.0))
+    lim = float(np.abs(X).max())
+    im = ax.pcolormesh(X, Y, np.clip(err, vmin, vmax), cmap="magma_r", norm=LogNorm(vmin=vmin, vmax=vmax),
+                       shading="nearest")
+    if log_prob is not None:
+        with torch.no_grad():
+            lp = _np2(log_prob(torch.as_tensor(_np2(points), dtype=torch.float32))).reshape(X.shape)
+        top = lp.max()
+        levels = [top - 12, top - 6, top - 2]
+        cs = ax.contour(X, Y, lp, levels=levels, colors=PALETTE[0], linewidths=0.9)
+        ax.clabel(cs, fmt=dict(zip(levels, ["-12", "-6", "-2"])), fontsize=7)
+    _plane_axes(ax, lim, title)
+    return im
+
+
+def score_field_figure(points, learned, exact, *, sigma: float, samples=None, log_prob=None):
+    """Three panels: the learned field ``r(x) - x``, the exact ``sigma^2 grad log p_sigma``, and the
+    length of their difference in units of ``sigma``."""
+    from matplotlib.colors import LogNorm
+
+    speeds = np.concatenate([np.hypot(*_np2(f).T) for f in (learned, exact)])
+    speeds = speeds[speeds > 0]
+    norm = LogNorm(vmin=max(speeds.min(), speeds.max() * 1e-3), vmax=speeds.max())
+    fig, axes = plt.subplots(1, 3, figsize=(14.0, 4.4), layout="constrained")
+    s = f" ($\\sigma$ = {sigma:g})"
+    vector_field(points, learned, ax=axes[0], samples=samples, norm=norm,
+                 title="learned: $r(\\tilde{x}) - \\tilde{x}$" + s)
+    stream = vector_field(points, exact, ax=axes[1], samples=samples, norm=norm,
+                          title="exact: $\\sigma^2\\nabla\\log p_\\sigma(\\tilde{x})$" + s)
+    fig.colorbar(stream.lines, ax=axes[1], shrink=0.85, label="length of the vector")
+    im = field_error_map(points, learned, exact, scale=sigma, ax=axes[2], log_prob=log_prob, vmin=0.01, vmax=3.0,
+                         title="error; contours: $\\log p_\\sigma$ minus its max")
+    fig.colorbar(im, ax=axes[2], shrink=0.85, label="$\\|$learned - exact$\\|$ / $\\sigma$")
+    return fig
+
+
+def field_small_multiples(points, fields, *, samples=None, log_probs=None):
+    """One column per noise level: the learned field (top row) over the exact one (bottom row).
+
+    ``fields`` maps ``sigma -> (learned, exact)``; ``log_probs`` optionally maps ``sigma`` to the
+    log-density of ``p_sigma`` (shaded). Arrows of equal length show directions; colour shows length.
+    """
+    from matplotlib.colors import LogNorm
+
+    sigmas = list(fields)
+    if not sigmas:
+        raise ValueError("field_small_multiples needs at least one noise level")
+    fig, axes = plt.subplots(2, len(sigmas), figsize=(2.9 * len(sigmas) + 0.8, 6.0), squeeze=False)
+    for j, sigma in enumerate(sigmas):
+        learned, exact = fields[sigma]
+        speeds = np.concatenate([np.hypot(*_np2(f).T) for f in (learned, exact)])
+        norm = LogNorm(vmin=max(speeds[speeds > 0].min(), speeds.max() * 1e-3), vmax=speeds.max())
+        lp = log_probs.get(sigma) if log_probs else None
+        for i, (f, name) in enumerate(((learned, "learned"), (exact, "exact"))):
+            ax = axes[i, j]
+            vector_field(points, f, ax=ax, samples=samples, log_prob=lp, norm=norm, kind="arrows",
+                         title=f"{name}, $\\sigma$ = {sigma:g}")
+            if j > 0:
+                ax.set_ylabel("")
+            if i == 0:
+                ax.set_xlabel("")
+    fig.tight_layout()
+    return fig
+
+
+def sample_panels(panels, *, log_prob=None, lim: float = 3.0, s: float = 3.0):
+    """Side-by-side scatter plots of 2-D point sets: ``panels`` maps a title to ``(m, 2)`` points."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.7), squeeze=False)
+    for ax, (title, pts) in zip(axes[0], panels.items()):
+        if log_prob is not None:
+            _density_backdrop(ax, log_prob, lim)
+        p = _np2(pts)
+        ax.scatter(p[:, 0], p[:, 1], s=s, color=PALETTE[0], alpha=0.6, lw=0)
+        _plane_axes(ax, lim, title)
+    fig.tight_layout()
+    return fig
+
+
+def error_curves(levels, errors, *, ax=None, xlabel: str = "noise level", ylabel: str = "squared error per image",
+                 title: str | None = None):
+    """One line per method: ``errors`` maps a name to its errors at ``levels``."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.8, 3.5))
+    for i, (name, ys) in enumerate(errors.items()):
+        if len(ys) != len(levels):
+            raise ValueError(f"{name!r} has {len(ys)} errors for {len(levels)} levels")
+        ax.plot(levels, ys, marker="o", color=PALETTE[i % len(PALETTE)], label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax

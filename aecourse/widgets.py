@@ -160,3 +160,60 @@ def latent_explorer(decode, codes, labels=None, *, extent=None, classes=None):
     box.state = state
     draw()
     return box
+
+
+# --------------------------------------------------------------------------- denoising chapter: noise level
+
+
+def noise_level_explorer(points, fields, *, samples=None, log_probs=None, notes=None):
+    """A slider over the noise level sigma: the learned DAE field beside the exact one.
+
+    Args:
+        points: grid points ``(n*n, 2)`` from :func:`aecourse.data.toy2d.grid`.
+        fields: a dict ``sigma -> (learned, exact)`` of precomputed fields at ``points``
+            (nothing is trained or evaluated while the slider moves).
+        samples: optional data points ``(m, 2)`` drawn as dots.
+        log_probs: optional dict ``sigma -> log-density of p_sigma`` (shaded behind the field).
+        notes: optional dict ``sigma -> str`` shown under the plots (e.g. the agreement).
+
+    Returns the widget; ``widget.state["sigma"]`` is the level shown. The figure is rendered
+    to a PNG image widget (no output capture), so the explorer also runs unattended.
+    """
+    import io
+
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+
+    from aecourse.plots import vector_field
+
+    if not fields:
+        raise ValueError("noise_level_explorer needs precomputed fields: {sigma: (learned, exact)}")
+    sigmas = sorted(fields)
+    slider = W.SelectionSlider(options=[(f"{s:g}", s) for s in sigmas], value=sigmas[len(sigmas) // 2],
+                               description="noise σ", continuous_update=False)
+    image = W.Image(format="png")
+    note = W.HTML()
+    state: dict = {}
+
+    def draw(*_):
+        sigma = slider.value
+        state["sigma"] = sigma
+        learned, exact = fields[sigma]
+        lp = (log_probs or {}).get(sigma)
+        fig, axes = plt.subplots(1, 2, figsize=(8.4, 4.0))
+        vector_field(points, learned, ax=axes[0], samples=samples, log_prob=lp, kind="arrows",
+                     title=f"learned $r(x) - x$, $\\sigma$ = {sigma:g}")
+        vector_field(points, exact, ax=axes[1], samples=samples, log_prob=lp, kind="arrows",
+                     title=f"exact $\\sigma^2\\nabla\\log p_\\sigma$, $\\sigma$ = {sigma:g}")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90)
+        plt.close(fig)
+        image.value = buf.getvalue()
+        note.value = (notes or {}).get(sigma, "")
+
+    slider.observe(draw, "value")
+    box = W.VBox([slider, image, note])
+    box.state = state
+    draw()
+    return box

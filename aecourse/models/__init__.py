@@ -22,3 +22,6 @@ __all__ += ["LinearAutoencoder"]
 from aecourse.models.masked import MaskedAutoencoder  # noqa: E402
 
 __all__ += ["MaskedAutoencoder"]
+from aecourse.models.denoising import DenoisingMLP  # noqa: E402
+
+__all__ += ["DenoisingMLP"]
