@@ -89,7 +89,8 @@ class History:
 def _tensor_digest(h: "hashlib._Hash", t: torch.Tensor) -> None:
     t = t.detach().to("cpu").contiguous()
     h.update(str((tuple(t.shape), str(t.dtype))).encode())
-    h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    arr = t.numpy() if t.dtype != torch.bfloat16 else t.float().numpy()
+    h.update(memoryview(arr).cast("B"))  # hashes the buffer in place, no copy of the data
 
 
 def _package_digest() -> str:
