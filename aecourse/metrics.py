@@ -859,4 +859,3 @@ def fixed_points(step, x0: torch.Tensor, n_iter: int = 200, tol: float = 0.2) ->
         if all(float((q - c).norm()) > tol for c in centres):
             centres.append(q)
     return torch.stack(centres)
-

@@ -602,7 +602,7 @@ def _density_backdrop(ax, log_prob, lim: float, levels: int = 6) -> None:
     yy, xx = torch.meshgrid(t, t, indexing="ij")
     with torch.no_grad():
         dens = torch.exp(log_prob(torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1))).reshape(160, 160)
-    ax.contourf(_np2(xx), _np2(yy), _np2(dens), levels=levels, cmap="Greys", alpha=0.35)
+    ax.contourf(_np2(xx), _np2(yy), _np2(dens), levels=levels, cmap="Greys", alpha=0.25)
 
 
 def _plane_axes(ax, lim: float, title: str | None) -> None:
@@ -645,7 +645,7 @@ def vector_field(points, field, *, ax=None, samples=None, log_prob=None, norm=No
         stream = ax.streamplot(X[0], Y[:, 0], F[..., 0], F[..., 1], color=speed, cmap=cmap, norm=norm,
                                density=density, linewidth=0.9, arrowsize=0.8)
     else:
-        unit = F / np.maximum(speed, 1e-12)[..., None]
+        unit = np.where((speed > 1e-6 * speed.max())[..., None], F / np.maximum(speed, 1e-12)[..., None], 0.0)
         step = float(X[0, 1] - X[0, 0])
         stream = ax.quiver(X, Y, unit[..., 0], unit[..., 1], speed, cmap=cmap, norm=norm, angles="xy",
                            scale_units="xy", scale=1 / (0.8 * step), width=0.005, pivot="mid")
@@ -671,15 +671,15 @@ def field_error_map(points, learned, exact, *, scale: float = 1.0, ax=None, log_
     if ax is None:
         _, ax = plt.subplots(figsize=(4.2, 4.0))
     lim = float(np.abs(X).max())
-    im = ax.pcolormesh(X, Y, np.clip(err, vmin, vmax), cmap="magma_r", norm=LogNorm(vmin=vmin, vmax=vmax),
+    im = ax.pcolormesh(X, Y, np.clip(err, vmin, vmax), cmap="YlOrRd", norm=LogNorm(vmin=vmin, vmax=vmax),
                        shading="nearest")
     if log_prob is not None:
         with torch.no_grad():
             lp = _np2(log_prob(torch.as_tensor(_np2(points), dtype=torch.float32))).reshape(X.shape)
         top = lp.max()
         levels = [top - 12, top - 6, top - 2]
-        cs = ax.contour(X, Y, lp, levels=levels, colors=PALETTE[0], linewidths=0.9)
-        ax.clabel(cs, fmt=dict(zip(levels, ["-12", "-6", "-2"])), fontsize=7)
+        cs = ax.contour(X, Y, lp, levels=levels, colors=PALETTE[0], linewidths=1.4)
+        ax.clabel(cs, fmt=dict(zip(levels, ["-12", "-6", "-2"])), fontsize=8)
     _plane_axes(ax, lim, title)
     return im
 
