@@ -300,7 +300,7 @@ def fit(
     model.train()
     try:
         for epoch in range(1, epochs + 1):
-            sums: dict[str, float] = {}
+            sums: dict[str, torch.Tensor] = {}  # kept on the device: no sync per batch
             for b, idx in enumerate(_batches(n, batch_size, g, shuffle=True), start=1):
                 xb = x_train[idx].to(dev, non_blocking=True)
                 terms = objective(model, xb)
@@ -319,10 +319,11 @@ def fit(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
-            for k, s in sums.items():
-                history.train.setdefault(k, []).append(s / n)
+                with torch.no_grad():
+                    for k, v in terms.items():
+                        sums[k] = sums[k] + v.detach() * len(idx) if k in sums else v.detach() * len(idx)
+            for k, total in sums.items():
+                history.train.setdefault(k, []).append(float(total) / n)
             if x_val is not None:
                 for k, v in _evaluate(model, objective, x_val, max(batch_size, 512), dev).items():
                     history.val.setdefault(k, []).append(v)

@@ -32,7 +32,7 @@ PEAK_CELL = ("import resource, sys\n"
              "print('PEAK_RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
 
 
-def bench_loader(n: int = 20_000, epochs: int = 2) -> dict:
+def bench_loader(n: int = 20_000, epochs: int = 2, hidden: tuple[int, ...] = (256, 64)) -> dict:
     import numpy as np
     import torch
     from PIL import Image
@@ -70,19 +70,20 @@ def bench_loader(n: int = 20_000, epochs: int = 2) -> dict:
 
     x = images_u8.float().div(255).unsqueeze(1)
     torch.manual_seed(0)
-    m1 = MLPAutoencoder(code_dim=16)
+    m1 = MLPAutoencoder(code_dim=16, hidden=hidden)
     t0 = time.perf_counter()
     fit(m1, Reconstruction(), x, epochs=epochs, batch_size=128, progress=False)
     t_fit = (time.perf_counter() - t0) / epochs
     torch.manual_seed(0)
-    m2 = MLPAutoencoder(code_dim=16)
+    m2 = MLPAutoencoder(code_dim=16, hidden=hidden)
     loader = DataLoader(TorchvisionStyle(images_u8), batch_size=128, shuffle=True)
     t0 = time.perf_counter()
     plain_loop(m2, loader, epochs)
     t_loader = (time.perf_counter() - t0) / epochs
     return {"images": n, "fit_s_per_epoch": round(t_fit, 3), "dataloader_s_per_epoch": round(t_loader, 3),
             "speedup": round(t_loader / t_fit, 2), "torch_threads": torch.get_num_threads(),
-            "note": "same MLPAutoencoder(code_dim=16), batch 128, Adam; DataLoader with num_workers=0"}
+            "model": f"MLPAutoencoder(code_dim=16, hidden={hidden})",
+            "note": "same model, data, batch 128 and Adam; DataLoader with num_workers=0"}
 
 
 def run_notebook(path: Path, env: dict, timeout: int = 1800) -> dict:
@@ -164,7 +165,8 @@ def main(argv: list[str]) -> None:
     results = json.loads(path.read_text()) if path.exists() else {}
     for part in parts:
         if part == "loader":
-            results["loader"] = bench_loader()
+            results["loader"] = {"intro model": bench_loader(hidden=(256, 64)),
+                                 "small model": bench_loader(hidden=(64,))}
         elif part.startswith("notebooks"):
             modes = part.split(":")[1].split(",") if ":" in part else ["quick", "full", "standin"]
             results.setdefault("notebooks", {})
