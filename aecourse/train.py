@@ -254,6 +254,10 @@ def fit(
         progress: show a progress bar (default: ``AECOURSE_PROGRESS``, on).
         callback: called as ``callback(epoch, history)`` after every epoch.
 
+    The model is trained on ``device`` and handed back on the device it came on
+    (the CPU for a new model), so the chapter's own tensors work with it after
+    training on a GPU.
+
     Returns:
         The :class:`History`. On Ctrl-C the loop stops, the model keeps the weights
         it had, and the history (``interrupted=True``) is returned.
@@ -264,6 +268,8 @@ def fit(
     """
     _check_inputs(model, objective, x_train, x_val, epochs, batch_size, lr)
     dev = config.device(device)
+    params = list(model.parameters())
+    home = params[0].device if params else torch.device("cpu")  # where the model goes back to
     make_opt = optimizer or torch.optim.Adam
 
     path = None
@@ -279,7 +285,7 @@ def fit(
             except CheckpointError as exc:
                 print(f"{exc} Retraining.", file=sys.stderr)
             else:
-                model.to(dev)
+                model.to(home)
                 hist = hist or History()
                 hist.from_cache = True
                 return hist
@@ -347,6 +353,7 @@ def fit(
         if bar is not None:
             bar.close()
         model.eval()
+        model.to(home)
 
     if path is not None and not history.interrupted:
         save_checkpoint(path, model, history)

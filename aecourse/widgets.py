@@ -7,6 +7,22 @@ static figure computed from the same function follows it.
 
 from __future__ import annotations
 
+import io
+
+
+def figure_png(fig, dpi: int = 90) -> bytes:
+    """Render a matplotlib figure to PNG bytes and close it.
+
+    The explorers show their figures in an ``ipywidgets.Image``: drawing into an
+    ``Output`` widget with ``display`` can stall a headless execution (nbclient).
+    """
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return buf.getvalue()
+
 
 # --------------------------------------------------------------------------- β-VAE chapter: traversal explorer
 
@@ -28,7 +44,6 @@ def traversal_explorer(models, images, *, limit: float = 3.0, kl=None):
     import ipywidgets as W
     import matplotlib.pyplot as plt
     import torch
-    from IPython.display import display
 
     if not models:
         raise ValueError("traversal_explorer needs at least one model, e.g. {'β = 1': model}")
@@ -41,7 +56,7 @@ def traversal_explorer(models, images, *, limit: float = 3.0, kl=None):
     index = W.IntSlider(0, 0, len(images) - 1, description="image")
     sliders = [W.FloatSlider(0.0, min=-limit, max=limit, step=0.1, description=f"z{j}",
                              continuous_update=False, layout=W.Layout(width="320px")) for j in range(m)]
-    out = W.Output()
+    out = W.Image(format="png")
     state: dict = {}
 
     def kl_labels():
@@ -56,15 +71,12 @@ def traversal_explorer(models, images, *, limit: float = 3.0, kl=None):
             dev = next(model.parameters()).device
             img = model.mean(model.decode(z.to(dev))).reshape(images.shape[1:]).cpu()
         state.update(label=pick.value, index=index.value, z=z[0], decoded=img)
-        with out:
-            out.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 2, figsize=(4.2, 2.2))
-            for ax, im, t in zip(axes, (images[index.value], img), ("the image", "decoded from the sliders")):
-                ax.imshow(im[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-                ax.set_title(t, fontsize=9)
-                ax.axis("off")
-            display(fig)
-            plt.close(fig)
+        fig, axes = plt.subplots(1, 2, figsize=(4.2, 2.2))
+        for ax, im, t in zip(axes, (images[index.value], img), ("the image", "decoded from the sliders")):
+            ax.imshow(im[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(t, fontsize=9)
+            ax.axis("off")
+        out.value = figure_png(fig)
 
     def reset(*_):
         model = models[pick.value]
@@ -111,7 +123,6 @@ def latent_explorer(decode, codes, labels=None, *, extent=None, classes=None):
     import ipywidgets as W
     import matplotlib.pyplot as plt
     import torch
-    from IPython.display import display
 
     from aecourse.plots import code_box, latent_scatter
 
@@ -129,7 +140,7 @@ def latent_explorer(decode, codes, labels=None, *, extent=None, classes=None):
                        continuous_update=True, readout_format=".2f")
     s2 = W.FloatSlider(min(max(centre[1], y0), y1), min=y0, max=y1, step=(y1 - y0) / 200, description="z2",
                        continuous_update=True, readout_format=".2f")
-    out = W.Output()
+    out = W.Image(format="png")
     state: dict = {}
 
     def draw(*_):
@@ -139,20 +150,17 @@ def latent_explorer(decode, codes, labels=None, *, extent=None, classes=None):
         side = int(round(img.numel() ** 0.5))
         img = img.reshape(side, side)
         state.update(z=z[0], decoded=img)
-        with out:
-            out.clear_output(wait=True)
-            fig, (ax, ax_img) = plt.subplots(1, 2, figsize=(7.5, 3.4), gridspec_kw={"width_ratios": [1.5, 1]})
-            latent_scatter(codes, labels, ax=ax, classes=classes, s=4, alpha=0.5)
-            ax.plot([z[0, 0]], [z[0, 1]], marker="x", color="black", ms=12, mew=2.5)
-            ax.set_xlim(x0, x1)
-            ax.set_ylim(y0, y1)
-            ax.set_title("codes of the data; x = your point")
-            ax_img.imshow(img.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            ax_img.set_title(f"decoded at z = ({s1.value:.2f}, {s2.value:.2f})", fontsize=9)
-            ax_img.axis("off")
-            fig.tight_layout()
-            display(fig)
-            plt.close(fig)
+        fig, (ax, ax_img) = plt.subplots(1, 2, figsize=(7.5, 3.4), gridspec_kw={"width_ratios": [1.5, 1]})
+        latent_scatter(codes, labels, ax=ax, classes=classes, s=4, alpha=0.5)
+        ax.plot([z[0, 0]], [z[0, 1]], marker="x", color="black", ms=12, mew=2.5)
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_title("codes of the data; x = your point")
+        ax_img.imshow(img.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax_img.set_title(f"decoded at z = ({s1.value:.2f}, {s2.value:.2f})", fontsize=9)
+        ax_img.axis("off")
+        fig.tight_layout()
+        out.value = figure_png(fig)
 
     s1.observe(draw, "value")
     s2.observe(draw, "value")
@@ -179,7 +187,6 @@ def noise_level_explorer(points, fields, *, samples=None, log_probs=None, notes=
     Returns the widget; ``widget.state["sigma"]`` is the level shown. The figure is rendered
     to a PNG image widget (no output capture), so the explorer also runs unattended.
     """
-    import io
 
     import ipywidgets as W
     import matplotlib.pyplot as plt
@@ -206,10 +213,7 @@ def noise_level_explorer(points, fields, *, samples=None, log_probs=None, notes=
         vector_field(points, exact, ax=axes[1], samples=samples, log_prob=lp, kind="arrows",
                      title=f"exact $\\sigma^2\\nabla\\log p_\\sigma$, $\\sigma$ = {sigma:g}")
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90)
-        plt.close(fig)
-        image.value = buf.getvalue()
+        image.value = figure_png(fig)
         note.value = (notes or {}).get(sigma, "")
 
     slider.observe(draw, "value")
