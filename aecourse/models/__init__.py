@@ -1,27 +1,25 @@
-"""Models: one short module per family; each is a small diff over the one before."""
+"""Models: one short module per family, in the order the chapters meet them.
+
+Each is a small diff over the one before: a linear autoencoder, then deeper
+(MLP, convolutional) ones; a sparse autoencoder is an overcomplete one plus a
+penalty; a denoising one is any of them plus a corruption; a masked one drops
+tokens; a VAE's encoder outputs a distribution.
+"""
 
 from aecourse.models.base import Autoencoder, n_parameters
+from aecourse.models.conv import ConvAutoencoder
+from aecourse.models.denoising import DenoisingMLP
+from aecourse.models.linear import LinearAutoencoder
+from aecourse.models.masked import MaskedAutoencoder
 from aecourse.models.mlp import MLPAutoencoder
+from aecourse.models.ppca import PPCA, LinearVAE, fit_ppca
+from aecourse.models.sparse import SparseAutoencoder, TopKAutoencoder
+from aecourse.models.vae import VAE
 
-__all__ = ["Autoencoder", "n_parameters", "MLPAutoencoder"]
-from aecourse.models.vae import VAE  # noqa: E402
-
-__all__ += ["VAE"]
-from aecourse.models.ppca import PPCA, LinearVAE, fit_ppca  # noqa: E402
-
-__all__ += ["PPCA", "LinearVAE", "fit_ppca"]
-from aecourse.models.conv import ConvAutoencoder  # noqa: E402
-
-__all__ += ["ConvAutoencoder"]
-from aecourse.models.sparse import SparseAutoencoder, TopKAutoencoder  # noqa: E402
-
-__all__ += ["SparseAutoencoder", "TopKAutoencoder"]
-from aecourse.models.linear import LinearAutoencoder  # noqa: E402
-
-__all__ += ["LinearAutoencoder"]
-from aecourse.models.masked import MaskedAutoencoder  # noqa: E402
-
-__all__ += ["MaskedAutoencoder"]
-from aecourse.models.denoising import DenoisingMLP  # noqa: E402
-
-__all__ += ["DenoisingMLP"]
+__all__ = [
+    "Autoencoder", "n_parameters",
+    "LinearAutoencoder", "MLPAutoencoder", "ConvAutoencoder",
+    "SparseAutoencoder", "TopKAutoencoder",
+    "DenoisingMLP", "MaskedAutoencoder",
+    "VAE", "PPCA", "LinearVAE", "fit_ppca",
+]
