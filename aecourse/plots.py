@@ -58,6 +58,15 @@ def _as_images(x: torch.Tensor | np.ndarray, shape: tuple[int, int] | None = Non
     raise ValueError(f"cannot show an array of shape {a.shape} as images")
 
 
+def _bare(ax) -> None:
+    """An axis for one image: no ticks, grid or frame."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
 def image_rows(rows: Mapping[str, torch.Tensor | np.ndarray], n: int = 10, *, shape=None,
                vmin: float | None = 0.0, vmax: float | None = 1.0, cmap: str = "gray",
                title: str | None = None, scale: float = 1.0):
@@ -74,11 +83,7 @@ def image_rows(rows: Mapping[str, torch.Tensor | np.ndarray], n: int = 10, *, sh
     for r, (label, imgs) in enumerate(arrays.items()):
         for c in range(ncols):
             ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-            for s in ax.spines.values():
-                s.set_visible(False)
+            _bare(ax)
             if c < len(imgs):
                 ax.imshow(imgs[c], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
@@ -97,11 +102,7 @@ def image_grid(x: torch.Tensor | np.ndarray, ncols: int = 10, *, shape=None, vmi
     fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows + (0.4 if title else 0)),
                              squeeze=False)
     for i, ax in enumerate(axes.flat):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
-        for s in ax.spines.values():
-            s.set_visible(False)
+        _bare(ax)
         if i < len(imgs):
             ax.imshow(imgs[i], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
             if titles is not None and i < len(titles):

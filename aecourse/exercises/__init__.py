@@ -34,6 +34,16 @@ def call_student(fn: Callable[..., Any], *args: Any, what: str = "your function"
         raise NotYet(f"{what} raised {type(exc).__name__}: {exc}") from None
 
 
+def as_answer_tensor(got: Any, what: str) -> torch.Tensor:
+    """A student's answer as a float CPU tensor, or :class:`NotYet` saying what it was instead."""
+    if not isinstance(got, torch.Tensor):
+        try:
+            got = torch.as_tensor(got, dtype=torch.float32)
+        except Exception:
+            raise NotYet(f"{what} should return a tensor, got {type(got).__name__}") from None
+    return got.detach().cpu().float()
+
+
 def compare_tensors(got: Any, expected: torch.Tensor, name: str, *, rtol: float = 1e-4,
                     atol: float = 1e-5) -> None:
     """Raise :class:`NotYet` saying how ``got`` differs from ``expected``, or return quietly."""
@@ -57,4 +67,4 @@ def compare_tensors(got: Any, expected: torch.Tensor, name: str, *, rtol: float 
         )
 
 
-__all__ = ["NotYet", "passed", "call_student", "compare_tensors"]
+__all__ = ["NotYet", "passed", "call_student", "as_answer_tensor", "compare_tensors"]

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from aecourse.exercises import NotYet, call_student, compare_tensors, passed
+from aecourse.exercises import NotYet, as_answer_tensor, call_student, compare_tensors, passed
 from aecourse.metrics import mutual_information_discrete
 
 
@@ -20,12 +20,7 @@ def check_kl_per_latent(fn: Callable) -> None:
     per = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0)     # (B, M)
     expected = per.mean(dim=0)
     got = call_student(fn, mu, logvar, what="kl_per_latent(mu, logvar)")
-    if not isinstance(got, torch.Tensor):
-        try:
-            got = torch.as_tensor(got, dtype=torch.float32)
-        except Exception:
-            raise NotYet(f"kl_per_latent should return a tensor of shape (5,), got {type(got).__name__}") from None
-    got = got.detach().cpu().float()
+    got = as_answer_tensor(got, "kl_per_latent (shape (5,))")
     if got.shape == (7,):
         raise NotYet("you returned one number per example (summed over the latents); average over the "
                      "examples instead, keeping one number per latent")

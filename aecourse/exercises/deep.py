@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from aecourse.exercises import NotYet, call_student, compare_tensors, passed
+from aecourse.exercises import NotYet, as_answer_tensor, call_student, compare_tensors, passed
 
 
 def _as_int(value, what: str) -> int:
@@ -94,11 +94,7 @@ def check_nearest_distance(nearest_distance: Callable) -> None:
     reference = torch.rand(50, 1, 6, 6, generator=g)
     x = torch.cat([torch.rand(19, 1, 6, 6, generator=g), reference[7:8]])  # the last one is in the reference
     got = call_student(nearest_distance, x, reference, what="nearest_distance(x, reference)")
-    if not isinstance(got, torch.Tensor):
-        try:
-            got = torch.as_tensor(got, dtype=torch.float32)
-        except Exception:
-            raise NotYet(f"nearest_distance should return a tensor, got {type(got).__name__}") from None
+    got = as_answer_tensor(got, "nearest_distance")
     flat_x, flat_r = x.reshape(len(x), -1).double(), reference.reshape(len(reference), -1).double()
     expected = ((flat_x[:, None, :] - flat_r[None, :, :]) ** 2).sum(dim=2).min(dim=1).values
     if got.numel() != len(x):
