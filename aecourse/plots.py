@@ -67,6 +67,16 @@ def _bare(ax) -> None:
         spine.set_visible(False)
 
 
+def _decoded_mosaic(decode, u: torch.Tensor, v: torch.Tensor) -> np.ndarray:
+    """Decode the grid of codes ``(u_j, v_i)`` and tile the images: row ``i``, column ``j``."""
+    z1, z2 = torch.meshgrid(u, v, indexing="xy")
+    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)
+    with torch.no_grad():
+        imgs = _as_images(decode(z))
+    h, w = imgs.shape[1:]
+    return imgs.reshape(len(v), len(u), h, w).transpose(0, 2, 1, 3).reshape(len(v) * h, len(u) * w)
+
+
 def image_rows(rows: Mapping[str, torch.Tensor | np.ndarray], n: int = 10, *, shape=None,
                vmin: float | None = 0.0, vmax: float | None = 1.0, cmap: str = "gray",
                title: str | None = None, scale: float = 1.0):
@@ -191,12 +201,7 @@ def decoded_grid(decode, *, n: int = 15, lim: float = 2.5, ax=None, title: str |
     the codes. Returns the axes.
     """
     ticks = torch.linspace(-lim, lim, n)
-    z1, z2 = torch.meshgrid(ticks, ticks.flip(0), indexing="xy")
-    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)
-    with torch.no_grad():
-        imgs = _as_images(decode(z))
-    h, w = imgs.shape[1:]
-    mosaic = imgs.reshape(n, n, h, w).transpose(0, 2, 1, 3).reshape(n * h, n * w)
+    mosaic = _decoded_mosaic(decode, ticks, ticks.flip(0))
     if ax is None:
         _, ax = plt.subplots(figsize=(scale * n, scale * n))
     edge = lim + (lim / (n - 1) if n > 1 else 0.5)
@@ -447,13 +452,8 @@ def decoded_plane(decode, extent: tuple[float, float, float, float], *, n: int =
         raise ValueError(f"extent must be (z1_min, z1_max, z2_min, z2_max) with min < max, got {extent}")
     if n < 2:
         raise ValueError(f"n must be at least 2, got {n}")
-    u, v = torch.linspace(x0, x1, n), torch.linspace(y1, y0, n)  # rows run from the top (large z2) down
-    z1, z2 = torch.meshgrid(u, v, indexing="xy")
-    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)
-    with torch.no_grad():
-        imgs = _as_images(decode(z))
-    h, w = imgs.shape[1:]
-    mosaic = imgs.reshape(n, n, h, w).transpose(0, 2, 1, 3).reshape(n * h, n * w)
+    # rows run from the top (large z2) down
+    mosaic = _decoded_mosaic(decode, torch.linspace(x0, x1, n), torch.linspace(y1, y0, n))
     if ax is None:
         _, ax = plt.subplots(figsize=(0.45 * n, 0.45 * n))
     dx, dy = (x1 - x0) / (n - 1) / 2, (y1 - y0) / (n - 1) / 2  # each image is centred on its code
