@@ -67,6 +67,16 @@ def _bare(ax) -> None:
         spine.set_visible(False)
 
 
+def _code_plane_axes(ax, title: str | None):
+    """Label the axes of a picture drawn over the 2-D code plane."""
+    ax.grid(False)
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
 def _decoded_mosaic(decode, u: torch.Tensor, v: torch.Tensor) -> np.ndarray:
     """Decode the grid of codes ``(u_j, v_i)`` and tile the images: row ``i``, column ``j``."""
     z1, z2 = torch.meshgrid(u, v, indexing="xy")
@@ -207,12 +217,7 @@ def decoded_grid(decode, *, n: int = 15, lim: float = 2.5, ax=None, title: str |
     edge = lim + (lim / (n - 1) if n > 1 else 0.5)
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, extent=(-edge, edge, -edge, edge),
               interpolation="nearest")
-    ax.grid(False)
-    ax.set_xlabel("$z_1$")
-    ax.set_ylabel("$z_2$")
-    if title:
-        ax.set_title(title)
-    return ax
+    return _code_plane_axes(ax, title)
 
 
 class Table:
@@ -459,12 +464,7 @@ def decoded_plane(decode, extent: tuple[float, float, float, float], *, n: int =
     dx, dy = (x1 - x0) / (n - 1) / 2, (y1 - y0) / (n - 1) / 2  # each image is centred on its code
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, extent=(x0 - dx, x1 + dx, y0 - dy, y1 + dy),
               interpolation="nearest", aspect="auto")
-    ax.grid(False)
-    ax.set_xlabel("$z_1$")
-    ax.set_ylabel("$z_2$")
-    if title:
-        ax.set_title(title)
-    return ax
+    return _code_plane_axes(ax, title)
 
 
 # --------------------------------------------------------------------------- sparse autoencoders: dictionaries
